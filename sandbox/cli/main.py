@@ -25,7 +25,11 @@ _COMMAND_MODULES = [
     "sandbox.cli.synth_cmd",
     "sandbox.cli.init_cmd",
     "sandbox.cli.audit_cmd",
+    "sandbox.cli.admin_cmd",
     "sandbox.cli.query_cmd",
+    "sandbox.cli.export_cmd",
+    "sandbox.cli.gateway_cmd",
+    "sandbox.cli.demo_cmd",
 ]
 
 
