@@ -1,0 +1,1 @@
+"""Alembic migrations of the control DB (run with ``sandbox.control.db.migrate``)."""
