@@ -98,7 +98,9 @@ class Budgets(_Model):
     delta: ExactDecimal = Field(
         default=Decimal(0),
         ge=0,
-        description="Delta for zCDP-to-approx-DP conversion; non-zero weakens the guarantee (audited opt-in).",
+        description=(
+            "Delta for zCDP-to-approx-DP conversion; non-zero weakens the guarantee (audited opt-in)."
+        ),
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -107,15 +109,23 @@ class Budgets(_Model):
 class ExportThresholds(_Model):
     """Statistical disclosure control thresholds for untraced aggregates (REQUIREMENTS §5)."""
 
-    min_cell_count: int = Field(default=10, ge=1, description="Smallest unit count a published cell may have.")
+    min_cell_count: int = Field(
+        default=10, ge=1, description="Smallest unit count a published cell may have."
+    )
     dominance_top1: ExactDecimal = Field(
-        default=Decimal("0.5"), gt=0, le=1, description="Largest share of a cell total one contributor may hold."
+        default=Decimal("0.5"),
+        gt=0,
+        le=1,
+        description="Largest share of a cell total one contributor may hold.",
     )
     dominance_top2: ExactDecimal = Field(
         default=Decimal("0.67"), gt=0, le=1, description="Largest share the top two contributors may hold."
     )
     p_percent: ExactDecimal = Field(
-        default=Decimal("10"), ge=0, le=100, description="p% rule: others' total must exceed p% of the top value."
+        default=Decimal("10"),
+        ge=0,
+        le=100,
+        description="p% rule: others' total must exceed p% of the top value.",
     )
     dp_min_noisy_count: int = Field(
         default=20, ge=0, description="DP outputs: cells whose noisy count is below this are suppressed."
@@ -129,7 +139,9 @@ class ExportThresholds(_Model):
 class Column(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Column name in the warehouse table.")
     type: ColumnType = Field(description="Logical type of the values.")
-    role: ColumnRole = Field(description="Identifier role (SR-02): identifier / quasi_identifier / sensitive / plain.")
+    role: ColumnRole = Field(
+        description="Identifier role (SR-02): identifier / quasi_identifier / sensitive / plain."
+    )
     description: str = Field(default="", description="Data-dictionary text (SR-09).")
     pi_category: str | None = Field(
         default=None, description="PIPL Art. 28 sensitive category when it applies (e.g. 医疗健康, 行踪轨迹)."
@@ -166,7 +178,15 @@ class Dataset(_Model):
     tier: Tier = Field(description="Opening type: open / conditional / restricted.")
     source_tier: str = Field(pattern=r"^T[0-3]$", description="Tier code from REQUIREMENTS §5 (T0..T3).")
     update_frequency: str = Field(default="monthly", description="Update frequency (SR-01).")
-    grade: str = Field(default="一般数据", description="Security grade (SR-03); core/important data is refused.")
+    grade: str = Field(
+        default="一般数据", description="Security grade (SR-03); core/important data is refused."
+    )
+    grade_level: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        description="Sub-level 1..4 of 一般数据 (SR-03; GB/T 43697, to be confirmed).",
+    )
     conditions: str = Field(default="", description="Published conditions for access (SR-11).")
     privacy_unit: str | None = Field(
         default=None, description="Column identifying one person or enterprise; required unless tier is open."
@@ -174,10 +194,14 @@ class Dataset(_Model):
     max_rows_per_unit: int | None = Field(
         default=None, ge=1, description="Contribution bound: rows one privacy unit may contribute to a query."
     )
-    mechanism: Mechanism = Field(default=Mechanism.LAPLACE, description="Noise: laplace (pure DP) or gaussian (zCDP).")
+    mechanism: Mechanism = Field(
+        default=Mechanism.LAPLACE, description="Noise: laplace (pure DP) or gaussian (zCDP)."
+    )
     columns: list[Column] = Field(min_length=1, description="Every column of the table.")
     budgets: Budgets | None = Field(default=None, description="Overrides of the platform's default budgets.")
-    export: ExportThresholds | None = Field(default=None, description="Overrides of the platform's export thresholds.")
+    export: ExportThresholds | None = Field(
+        default=None, description="Overrides of the platform's export thresholds."
+    )
     synthetic: bool = Field(default=True, description="Generated data (SR-40).")
 
     def column(self, name: str) -> Column:
@@ -216,7 +240,9 @@ class PlatformDefaults(_Model):
 
 class Platform(_Model):
     name: LocalizedName = Field(description="Platform name (used in citations).")
-    citation: str = Field(description="Citation template; {dataset}, {provider}, {date}, {release} are filled in.")
+    citation: str = Field(
+        description="Citation template; {dataset}, {provider}, {date}, {release} are filled in."
+    )
     tiers: dict[Tier, TierRules] = Field(description="What each tier allows.")
     roles: dict[Role, RoleInfo] = Field(description="Roles of the sandbox.")
     departments: dict[str, Department] = Field(description="Provider departments by id.")
