@@ -1,0 +1,280 @@
+"""``sb = sandbox.connect()``: the notebook's handle on the gateway.
+
+Everything goes over HTTP to the gateway with the kernel's hub token; this module
+never touches a database, a policy file or OpenDP.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from sandbox.client.builder import Query
+from sandbox.client.results import DatasetDescription, PreviewResult, QueryResult
+from sandbox.client.transport import DEFAULT_TIMEOUT, Transport
+from sandbox.errors import UnknownDataset
+
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+CATALOG_COLUMNS = ["id", "name_zh", "name_en", "tier", "provider", "focus_area"]
+BUDGET_COLUMNS = [
+    "project",
+    "dataset",
+    "project_spent",
+    "project_remaining",
+    "user_spent",
+    "user_remaining",
+    "per_query_max",
+]
+
+QueryLike = str | Query
+Epsilon = float | int | str | Decimal
+
+
+def _query_text(query: QueryLike) -> str:
+    if isinstance(query, Query):
+        return query.to_sql()
+    if isinstance(query, str):
+        return query
+    raise TypeError("Pass SQL text or a builder query (sandbox.client.builder.table(...)).")
+
+
+def _epsilon(value: Epsilon | None) -> str | None:
+    """Epsilon goes on the wire as an exact decimal string (never a binary float sum)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+class Table:
+    """An open-tier dataset's rows, fetched page by page (``sb.table(name).to_pandas()``)."""
+
+    def __init__(self, transport: Transport, dataset: str) -> None:
+        self._transport = transport
+        self.dataset = dataset
+
+    def __repr__(self) -> str:
+        return f"<Table {self.dataset}>"
+
+    def pages(self, page_size: int = 5000, max_rows: int | None = None) -> Iterator[pd.DataFrame]:
+        offset = 0
+        fetched = 0
+        while True:
+            limit = page_size if max_rows is None else min(page_size, max_rows - fetched)
+            if limit <= 0:
+                return
+            page = self._transport.get(f"datasets/{self.dataset}/rows", offset=offset, limit=limit)
+            frame = pd.DataFrame(page["rows"], columns=page["columns"])
+            if frame.empty and offset > 0:
+                return
+            fetched += len(frame)
+            yield frame
+            next_offset = page.get("next_offset")
+            if next_offset is None:
+                return
+            offset = int(next_offset)
+
+    def to_pandas(self, page_size: int = 5000, max_rows: int | None = None) -> pd.DataFrame:
+        """All rows (or the first ``max_rows``) as one DataFrame; open-tier datasets only."""
+        frames = list(self.pages(page_size=page_size, max_rows=max_rows))
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        df.attrs.update({"dataset": self.dataset, "tier": "open"})
+        return df
+
+
+class Sandbox:
+    """The notebook handle returned by :func:`sandbox.connect`."""
+
+    def __init__(self, transport: Transport, *, project: str | None = None) -> None:
+        self._transport = transport
+        self.project = project
+
+    def __repr__(self) -> str:
+        return f"<Sandbox gateway={self._transport.base_url!r} project={self.project!r}>"
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _project(self, project: str | None) -> str | None:
+        return project or self.project
+
+    # -- who and what ------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        """Your name, role, status and projects as the sandbox's registry knows them."""
+        result: dict[str, Any] = self._transport.get("whoami")
+        return result
+
+    def catalog(self) -> pd.DataFrame:
+        """Every dataset in the catalogue: id, names, tier, provider and focus area."""
+        data = self._transport.get("catalog")
+        rows = [
+            {
+                "id": d["id"],
+                "name_zh": d["name_zh"],
+                "name_en": d["name_en"],
+                "tier": d["tier"],
+                "provider": ", ".join(d.get("provider_names") or d.get("provider") or []),
+                "focus_area": d["focus_area"],
+            }
+            for d in data["datasets"]
+        ]
+        return pd.DataFrame(rows, columns=CATALOG_COLUMNS)
+
+    def _resolve(self, name: str) -> str:
+        """A dataset id from an id or an exact Chinese/English name."""
+        data = self._transport.get("catalog")
+        wanted = name.strip().casefold()
+        for d in data["datasets"]:
+            if wanted in (
+                str(d["id"]).casefold(),
+                str(d["name_zh"]).casefold(),
+                str(d["name_en"]).casefold(),
+            ):
+                return str(d["id"])
+        raise UnknownDataset(f"No dataset is called {name!r}.")
+
+    def describe(self, name: str) -> DatasetDescription:
+        """Public metadata of a dataset (by id or by its Chinese or English name)."""
+        if _ID_RE.match(name):
+            try:
+                return DatasetDescription(self._transport.get(f"datasets/{name}"))
+            except UnknownDataset:
+                pass
+        return DatasetDescription(self._transport.get(f"datasets/{self._resolve(name)}"))
+
+    # -- DP queries ----------------------------------------------------------------------
+
+    def _query_body(self, query: QueryLike, epsilon: Epsilon | None, project: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"sql": _query_text(query), "project": self._project(project)}
+        eps = _epsilon(epsilon)
+        if eps is not None:
+            body["epsilon"] = eps
+        return body
+
+    def query(
+        self, query: QueryLike, *, epsilon: Epsilon | None = None, project: str | None = None
+    ) -> QueryResult:
+        """Run a DP query; spends ``epsilon`` from the project's budget (repeats are free)."""
+        return QueryResult(self._transport.post("query", self._query_body(query, epsilon, project)))
+
+    def preview(
+        self, query: QueryLike, *, epsilon: Epsilon | None = None, project: str | None = None
+    ) -> PreviewResult:
+        """Expected 95% accuracy and cost of a query, without spending anything."""
+        return PreviewResult(self._transport.post("preview", self._query_body(query, epsilon, project)))
+
+    def budget(self, project: str | None = None) -> pd.DataFrame:
+        """Spent and remaining budget per dataset (one project, or all of yours)."""
+        data = self._transport.get("budget", project=self._project(project))
+        return pd.DataFrame(data["budgets"], columns=BUDGET_COLUMNS)
+
+    # -- open data -----------------------------------------------------------------------
+
+    def table(self, name: str) -> Table:
+        """Rows of an open-tier dataset: ``sb.table("x").to_pandas()``."""
+        return Table(self._transport, name if _ID_RE.match(name) else self._resolve(name))
+
+    # -- export gate ---------------------------------------------------------------------
+
+    def _export_files(
+        self, source: str | os.PathLike[str] | QueryResult | pd.DataFrame, filename: str | None
+    ) -> tuple[dict[str, Any], list[str]]:
+        release_ids: list[str] = []
+        if isinstance(source, QueryResult):
+            data = source.df.to_csv(index=False).encode("utf-8")
+            name = filename or f"release-{source.release_id}.csv"
+            release_ids.append(source.release_id)
+            content_type = "text/csv"
+        elif isinstance(source, pd.DataFrame):
+            buf = io.StringIO()
+            source.to_csv(buf, index=False)
+            data = buf.getvalue().encode("utf-8")
+            name = filename or "table.csv"
+            if source.attrs.get("release_id"):
+                release_ids.append(str(source.attrs["release_id"]))
+            content_type = "text/csv"
+        else:
+            path = Path(source)
+            data = path.read_bytes()
+            name = filename or path.name
+            content_type = "application/octet-stream"
+        return {"file": (name, data, content_type)}, release_ids
+
+    def _export_form(
+        self, purpose: str, description: str, project: str | None, release_ids: list[str]
+    ) -> dict[str, str]:
+        form = {"purpose": purpose, "description": description}
+        proj = self._project(project)
+        if proj:
+            form["project"] = proj
+        if release_ids:
+            form["release_ids"] = json.dumps(release_ids)
+        return form
+
+    def export(
+        self,
+        source: str | os.PathLike[str] | QueryResult | pd.DataFrame,
+        *,
+        purpose: str,
+        description: str = "",
+        project: str | None = None,
+        filename: str | None = None,
+    ) -> dict[str, Any]:
+        """Ask for a file or a release to leave the sandbox; a steward reviews it after the checks."""
+        files, release_ids = self._export_files(source, filename)
+        form = self._export_form(purpose, description, project, release_ids)
+        result: dict[str, Any] = self._transport.request("POST", "exports", data=form, files=files).json()
+        return result
+
+    def check_export(
+        self,
+        source: str | os.PathLike[str] | QueryResult | pd.DataFrame,
+        *,
+        purpose: str = "",
+        project: str | None = None,
+        filename: str | None = None,
+    ) -> pd.DataFrame:
+        """Run the export gate's automatic checks only (nothing is stored or sent for review)."""
+        files, release_ids = self._export_files(source, filename)
+        form = self._export_form(purpose, "", project, release_ids)
+        result = self._transport.request("POST", "exports/check", data=form, files=files).json()
+        return pd.DataFrame(result["checks"], columns=["check", "verdict", "reason"])
+
+    def export_status(self, export_id: str) -> dict[str, Any]:
+        """The state of one of your export requests."""
+        result: dict[str, Any] = self._transport.get(f"exports/{export_id}")
+        return result
+
+
+def connect(
+    url: str | None = None,
+    token: str | None = None,
+    *,
+    project: str | None = None,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    http: httpx.Client | None = None,
+) -> Sandbox:
+    """Connect to the sandbox gateway from a notebook kernel.
+
+    ``url`` defaults to ``$SANDBOX_GATEWAY_URL``, ``token`` to ``$JUPYTERHUB_API_TOKEN`` and
+    ``project`` to ``$SANDBOX_PROJECT``. Nothing is sent until the first call.
+    """
+    transport = Transport(url, token, timeout=timeout, http=http)
+    return Sandbox(transport, project=project or os.environ.get("SANDBOX_PROJECT") or None)
