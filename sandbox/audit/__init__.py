@@ -1,0 +1,1 @@
+"""Append-only, hash-chained audit log: ``chain`` (pure), ``events`` (typed kinds), ``store``."""

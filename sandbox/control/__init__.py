@@ -1,0 +1,1 @@
+"""Control DB: ``models`` (SQLAlchemy 2), ``db`` (engines, sessions, ``migrate``), ``migrations``."""
