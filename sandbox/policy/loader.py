@@ -258,9 +258,12 @@ def _read(path: Path) -> _Result:
     if not files:
         problems.append(Problem(str(path), "", "no dataset files (<dataset id>.yaml)"))
     raw_datasets: list[tuple[Path, _Parsed]] = []
+    unreadable: set[str] = set()
     for file in files:
         parsed = _parse_yaml(file.name, file.read_text(encoding="utf-8"))
         problems.extend(parsed.problems)
+        if parsed.data is None or not isinstance(parsed.data, Mapping):
+            unreadable.add(file.stem)
         if parsed.data is None:
             if not parsed.problems:
                 problems.append(Problem(file.name, "", "file is empty", 1))
@@ -290,6 +293,7 @@ def _read(path: Path) -> _Result:
         domains=domains,
         columns=columns,
         platform_ok=bool(platform_raw),
+        unreadable=frozenset(unreadable),
     )
 
     datasets: dict[str, Dataset] = {}
@@ -301,7 +305,13 @@ def _read(path: Path) -> _Result:
         else:
             datasets[file.stem] = ds
         problems.extend(_attach(file.name, rules.check_dataset(parsed.data, file.stem, ctx), parsed))
-    return _Result(problems, platform, datasets)
+    return _Result(_ordered(problems, [PLATFORM_FILE, *(f.name for f in files)]), platform, datasets)
+
+
+def _ordered(problems: list[Problem], files: list[str]) -> list[Problem]:
+    """Problems grouped by file (platform first, then datasets by name), each file by line."""
+    rank = {name: i for i, name in enumerate(files)}
+    return sorted(problems, key=lambda p: (rank.get(p.file, -1), p.line or 0))
 
 
 def _map_keys(value: Any) -> list[str]:

@@ -148,6 +148,8 @@ class Context:
     # dataset id -> column name -> column type (as written), for ``references``.
     columns: Mapping[str, Mapping[str, Any]]
     platform_ok: bool = True
+    # Dataset files that could not be parsed: references to them are not reported again.
+    unreadable: frozenset[str] = frozenset()
 
 
 def check_dataset(raw: Mapping[str, Any], file_stem: str, ctx: Context) -> list[Finding]:
@@ -356,6 +358,8 @@ def _check_reference(path: Path, ref: str, ctype: Any, ctx: Context) -> Iterator
     ds, sep, col = ref.partition(".")
     if not sep or not ds or not col:
         yield Finding(path, f"write '<dataset>.<column>', got {ref!r}")
+        return
+    if ds in ctx.unreadable:
         return
     if ds not in ctx.columns:
         yield Finding(path, f"unknown dataset {ds!r}")
