@@ -1,0 +1,1 @@
+"""Users, projects, grants (``registry``) and the access rules (``rules``)."""

@@ -146,6 +146,12 @@ _BUILTIN: list[tuple[str, str, tuple[str, ...]]] = [
     ("query.released", "DP query answered; release stored.", ("project", "dataset")),
     ("query.rejected", "Query refused (access, validation or budget).", ("dataset",)),
     ("query.failed", "Query failed during execution (details here only).", ("dataset",)),
+    (
+        "query.cache_hit",
+        "Identical query answered from its stored release at no cost.",
+        ("project", "dataset"),
+    ),
+    ("budget.reserved", "Privacy budget reserved (spent) before a query runs.", ("project", "dataset")),
     ("budget.charged", "Privacy budget charged.", ("project", "dataset")),
     # export gate (sandbox.export)
     ("export.submitted", "Export request submitted to quarantine.", ("export_id",)),
