@@ -151,3 +151,200 @@ def error_classes() -> dict[str, type[SandboxError]]:
         out[cls.code] = cls
         stack.extend(cls.__subclasses__())
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# DP query language (owned by sandbox/dp; see docs/dp.md "Error codes"). One class per stable
+# code so the client maps every code back to the same class. Messages name the clause; texts
+# never depend on data.
+
+
+class QuerySyntax(InvalidQuery):
+    code = "query_syntax"
+    default_hint = "Write one SELECT statement of the supported subset (see docs/dp.md)."
+
+
+class QueryMultipleStatements(InvalidQuery):
+    code = "query_multiple_statements"
+    default_hint = "Send exactly one SELECT statement per query."
+
+
+class QueryNotSelect(InvalidQuery):
+    code = "query_not_select"
+    default_hint = "Only SELECT queries are allowed; the warehouse is read-only."
+
+
+class QuerySelectStar(InvalidQuery):
+    code = "query_select_star"
+    default_hint = "List public grouping keys and aggregates, e.g. SELECT district_code, COUNT(*) ..."
+
+
+class QueryDistinct(InvalidQuery):
+    code = "query_distinct"
+    default_hint = (
+        "Drop DISTINCT; group by public keys instead. Only COUNT(DISTINCT <privacy unit>) is allowed."
+    )
+
+
+class QueryJoin(InvalidQuery):
+    code = "query_join"
+    default_hint = "Query one dataset per statement; joins are not supported."
+
+
+class QuerySubquery(InvalidQuery):
+    code = "query_subquery"
+    default_hint = "Subqueries and WITH are not supported; filter with WHERE on the dataset's columns."
+
+
+class QueryUnion(InvalidQuery):
+    code = "query_union"
+    default_hint = "UNION/INTERSECT/EXCEPT are not supported; send separate queries."
+
+
+class QueryWindow(InvalidQuery):
+    code = "query_window"
+    default_hint = "Window functions (OVER, WINDOW, QUALIFY) are not supported; use GROUP BY public keys."
+
+
+class QueryHaving(InvalidQuery):
+    code = "query_having"
+    default_hint = "HAVING is not supported; filter the released rows yourself (post-processing)."
+
+
+class QueryMinMax(InvalidQuery):
+    code = "query_min_max"
+    default_hint = (
+        "MIN/MAX are not supported; use a quantile such as PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY col)."
+    )
+
+
+class QueryUnknownFunction(InvalidQuery):
+    code = "query_unknown_function"
+    default_hint = (
+        "Allowed functions: COUNT(*), COUNT(DISTINCT <unit>), SUM, AVG, MEDIAN, QUANTILE(col, q), "
+        "PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col), BIN(col)."
+    )
+
+
+class QueryUnknownColumn(InvalidQuery):
+    code = "query_unknown_column"
+    default_hint = "Use a column of the dataset; sb.describe(<dataset>) lists them."
+
+
+class QueryUnknownDataset(InvalidQuery):
+    code = "query_unknown_dataset"
+    default_hint = "FROM takes one dataset id; sb.catalog() lists them."
+
+
+class QueryIdentifierColumn(InvalidQuery):
+    code = "query_identifier_column"
+    default_hint = "Identifier columns may appear only as COUNT(DISTINCT <privacy unit>)."
+
+
+class QueryNonPublicKey(InvalidQuery):
+    code = "query_non_public_key"
+    default_hint = "Group by columns with a public domain, or BIN(col) over a column with declared bins."
+
+
+class QueryBareColumn(InvalidQuery):
+    code = "query_bare_column"
+    default_hint = "A column outside an aggregate must be a public key listed in GROUP BY."
+
+
+class QueryGroupBy(InvalidQuery):
+    code = "query_group_by"
+    default_hint = "GROUP BY lists public keys (columns or BIN(col)) that are also selected."
+
+
+class QueryNoAggregate(InvalidQuery):
+    code = "query_no_aggregate"
+    default_hint = "Select at least one aggregate: COUNT(*), SUM(col), AVG(col), MEDIAN(col), ..."
+
+
+class QueryCountDistinct(InvalidQuery):
+    code = "query_count_distinct"
+    default_hint = (
+        "Use COUNT(*) for rows or COUNT(DISTINCT <privacy unit>) for units; other COUNT"
+        " forms are not supported."
+    )
+
+
+class QueryNotNumeric(InvalidQuery):
+    code = "query_not_numeric"
+    default_hint = "SUM, AVG and quantiles need a numeric column with public bounds (see sb.describe())."
+
+
+class QueryNoBins(InvalidQuery):
+    code = "query_no_bins"
+    default_hint = "BIN(col) needs a numeric column whose policy declares bins."
+
+
+class QueryQuantile(InvalidQuery):
+    code = "query_quantile"
+    default_hint = (
+        "Write PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col) or QUANTILE(col, q) with a literal 0 < q < 1."
+    )
+
+
+class QueryWhere(InvalidQuery):
+    code = "query_where"
+    default_hint = (
+        "WHERE compares one column with literals: =, <>, <, <=, >, >=, IN (...), BETWEEN, IS [NOT] NULL, "
+        "combined with AND, OR, NOT."
+    )
+
+
+class QueryTypeMismatch(InvalidQuery):
+    code = "query_type_mismatch"
+    default_hint = (
+        "Compare a column with a literal of its type (numbers, 'text', TRUE/FALSE, DATE 'YYYY-MM-DD')."
+    )
+
+
+class QueryExpression(InvalidQuery):
+    code = "query_expression"
+    default_hint = (
+        "SELECT lists public keys and aggregates of plain columns; compute derived values afterwards."
+    )
+
+
+class QueryOrderBy(InvalidQuery):
+    code = "query_order_by"
+    default_hint = "ORDER BY names selected outputs (alias, column or position), optionally ASC/DESC."
+
+
+class QueryLimit(InvalidQuery):
+    code = "query_limit"
+    default_hint = "LIMIT takes a non-negative integer literal; OFFSET is not supported."
+
+
+class QueryUnsupportedClause(InvalidQuery):
+    code = "query_unsupported_clause"
+    default_hint = "Allowed clauses: SELECT, FROM, WHERE, GROUP BY, ORDER BY, LIMIT."
+
+
+class QueryNoPrivacyUnit(InvalidQuery):
+    code = "query_no_privacy_unit"
+    default_hint = "This dataset is open (no privacy unit); read its rows directly instead of a DP query."
+
+
+class QueryDuplicateName(InvalidQuery):
+    code = "query_duplicate_name"
+    default_hint = "Give each output column a distinct name with AS."
+
+
+class QueryTooManyCells(InvalidQuery):
+    code = "query_too_many_cells"
+    default_hint = "Group by fewer or coarser public keys."
+
+
+class QueryEpsilon(InvalidQuery):
+    code = "query_epsilon"
+    default_hint = (
+        "Pass a positive decimal budget with at most 12 decimal places, e.g. epsilon=Decimal('0.1')."
+    )
+
+
+class QueryAccuracyTarget(InvalidQuery):
+    code = "query_accuracy_target"
+    default_hint = "Give a positive ci95 target for a query with COUNT, SUM or COUNT(DISTINCT) statistics."
