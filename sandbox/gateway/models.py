@@ -1,0 +1,336 @@
+"""Wire models of the gateway API (``/api/v1/``): what goes over HTTP, nothing more.
+
+Decimals (epsilon, budgets, bounds) travel as strings so no binary float rounding
+creeps into budget arithmetic; the client keeps them as text or ``Decimal``.
+Public models carry only public metadata (policy, catalogue) and the caller's own
+ledger, never anything derived from private rows.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+
+from sandbox.policy.models import Dataset, Platform
+
+# Decimals on the wire: a JSON string such as "0.5"; requests accept a string or a number.
+WireDecimal = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="json")]
+Scalar = str | int | float | bool | None
+
+MAX_SQL_CHARS = 20_000
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ErrorDetail(_Out):
+    code: str = Field(
+        description="Stable error code (see docs/gateway-api.md); the client maps it to a class."
+    )
+    message: str = Field(description="What happened.")
+    hint: str = Field(description="What to do next.")
+
+
+class ErrorResponse(_Out):
+    """The one error shape of the gateway."""
+
+    error: ErrorDetail
+
+
+# --------------------------------------------------------------------------- identity
+
+
+class ProjectPublic(_Out):
+    name: str
+    title: str = ""
+    role: str = Field(description="The caller's role in the project: lead or member.")
+
+
+class WhoAmI(_Out):
+    name: str = Field(description="Hub user name (also the sandbox user name).")
+    groups: list[str] = Field(description="Hub groups.")
+    role: str = Field(description="Sandbox role: researcher, bank, enterprise, steward, admin, auditor.")
+    status: str = Field(description="approved, suspended or revoked.")
+    organisation: str | None = None
+    projects: list[ProjectPublic]
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+class CatalogEntry(_Out):
+    id: str
+    name_zh: str
+    name_en: str
+    tier: str = Field(description="open, conditional or restricted.")
+    source_tier: str = Field(description="T0..T3 code of the opening list.")
+    provider: list[str] = Field(description="Provider department ids.")
+    provider_names: list[str] = Field(description="Provider department names (Chinese).")
+    focus_area: str
+    summary: str
+    update_frequency: str
+    synthetic: bool
+
+
+class CatalogPublic(_Out):
+    platform: str = Field(description="Platform name (Chinese).")
+    datasets: list[CatalogEntry]
+
+
+class BoundsPublic(_Out):
+    lower: WireDecimal
+    upper: WireDecimal
+
+
+class ColumnPublic(_Out):
+    name: str
+    type: str
+    role: str = Field(description="identifier, quasi_identifier, sensitive or plain.")
+    description: str
+    bounds: BoundsPublic | None = None
+    precision: int | None = None
+    domain: list[Scalar] | None = Field(default=None, description="Public domain (grouping keys).")
+    bins: list[WireDecimal] | None = None
+    nullable: bool
+
+
+class BudgetsPublic(_Out):
+    per_query_max: WireDecimal
+    per_user: WireDecimal
+    per_project: WireDecimal
+    global_cap: WireDecimal = Field(description="Total all projects together may spend.")
+    delta: WireDecimal
+
+
+class DatasetPublic(_Out):
+    id: str
+    name_zh: str
+    name_en: str
+    summary: str
+    tier: str
+    source_tier: str
+    rows_visible: bool = Field(description="Whether rows may be read (open tier).")
+    dp_required: bool
+    provider: list[str]
+    provider_names: list[str]
+    focus_area: str
+    update_frequency: str
+    grade: str
+    conditions: str
+    privacy_unit: str | None
+    max_rows_per_unit: int | None
+    mechanism: str
+    default_epsilon: WireDecimal = Field(description="Epsilon used when a query names none.")
+    budgets: BudgetsPublic | None = Field(description="None for open datasets (no DP).")
+    columns: list[ColumnPublic]
+    synthetic: bool
+
+
+def _provider_names(platform: Platform, dataset: Dataset) -> list[str]:
+    names: list[str] = []
+    for dep in dataset.provider:
+        department = platform.departments.get(dep)
+        names.append(department.name.zh if department is not None else dep)
+    return names
+
+
+def catalog_entry(platform: Platform, ds: Dataset) -> CatalogEntry:
+    return CatalogEntry(
+        id=ds.id,
+        name_zh=ds.name.zh,
+        name_en=ds.name.en,
+        tier=ds.tier.value,
+        source_tier=ds.source_tier,
+        provider=list(ds.provider),
+        provider_names=_provider_names(platform, ds),
+        focus_area=ds.focus_area.value,
+        summary=ds.summary,
+        update_frequency=ds.update_frequency,
+        synthetic=ds.synthetic,
+    )
+
+
+def _domain(value: Any) -> list[Scalar] | None:
+    if value is None or isinstance(value, str):  # '@name' is resolved by the loader
+        return None
+    return list(value)
+
+
+def dataset_public(platform: Platform, ds: Dataset, budgets: Any) -> DatasetPublic:
+    """Public metadata of a dataset; ``budgets`` is ``Catalog.budgets(id)`` (ignored for open data)."""
+    rules = platform.tiers[ds.tier]
+    return DatasetPublic(
+        id=ds.id,
+        name_zh=ds.name.zh,
+        name_en=ds.name.en,
+        summary=ds.summary,
+        tier=ds.tier.value,
+        source_tier=ds.source_tier,
+        rows_visible=rules.rows_visible,
+        dp_required=rules.dp_required,
+        provider=list(ds.provider),
+        provider_names=_provider_names(platform, ds),
+        focus_area=ds.focus_area.value,
+        update_frequency=ds.update_frequency,
+        grade=ds.grade,
+        conditions=ds.conditions,
+        privacy_unit=ds.privacy_unit,
+        max_rows_per_unit=ds.max_rows_per_unit,
+        mechanism=ds.mechanism.value,
+        default_epsilon=platform.defaults.default_query_epsilon,
+        budgets=(
+            BudgetsPublic(
+                per_query_max=budgets.per_query_max,
+                per_user=budgets.per_user,
+                per_project=budgets.per_project,
+                global_cap=budgets.global_cap,
+                delta=budgets.delta,
+            )
+            if rules.dp_required
+            else None
+        ),
+        columns=[
+            ColumnPublic(
+                name=c.name,
+                type=c.type.value,
+                role=c.role.value,
+                description=c.description,
+                bounds=BoundsPublic(lower=c.bounds.lower, upper=c.bounds.upper) if c.bounds else None,
+                precision=c.precision,
+                domain=_domain(c.domain),
+                bins=list(c.bins) if c.bins else None,
+                nullable=c.nullable,
+            )
+            for c in ds.columns
+        ],
+        synthetic=ds.synthetic,
+    )
+
+
+# --------------------------------------------------------------------------- queries
+
+
+class QueryRequest(_In):
+    """A DP query: SQL text of the supported subset (or a builder spec), epsilon and project."""
+
+    sql: str | None = Field(default=None, min_length=1, max_length=MAX_SQL_CHARS, description="SQL text.")
+    spec: dict[str, Any] | None = Field(
+        default=None, description="A builder spec (JSON form of sandbox.dp's QuerySpec), instead of sql."
+    )
+    epsilon: Decimal | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        max_digits=30,
+        description="Privacy loss to spend (exact decimal; default: the platform's default).",
+    )
+    project: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Project to charge; may be omitted when the caller belongs to exactly one.",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> QueryRequest:
+        if (self.sql is None) == (self.spec is None):
+            raise ValueError("give exactly one of 'sql' or 'spec'")
+        return self
+
+
+class BudgetRow(_Out):
+    """Spent and remaining budget of one project (and the caller) on one dataset."""
+
+    project: str
+    dataset: str
+    project_spent: WireDecimal
+    project_remaining: WireDecimal
+    user_spent: WireDecimal | None = None
+    user_remaining: WireDecimal | None = None
+    per_query_max: WireDecimal | None = None
+
+
+class Budgets(_Out):
+    budgets: list[BudgetRow]
+
+
+class Release(_Out):
+    """A DP release: noisy cells, their 95% confidence half-widths and provenance."""
+
+    release_id: str
+    dataset: str
+    project: str
+    epsilon_spent: WireDecimal = Field(description="Charge of this release (0 for a repeated query).")
+    cached: bool = Field(description="True when an identical earlier release was returned at no cost.")
+    sql: str
+    created_at: str | None = None
+    columns: list[str]
+    key_columns: list[str] = Field(description="Grouping keys (public domain values, no noise).")
+    rows: list[list[Scalar]]
+    ci95: list[list[float | None]] = Field(description="Per cell 95% half-width; null for key columns.")
+    budget: BudgetRow | None = None
+
+
+class PreviewAggregate(_Out):
+    column: str
+    aggregate: str
+    ci95: float | None = Field(description="Expected 95% half-width of each cell of this column.")
+
+
+class Preview(_Out):
+    dataset: str
+    project: str
+    epsilon: WireDecimal = Field(description="What the query would be charged.")
+    aggregates: list[PreviewAggregate]
+    budget: BudgetRow | None = None
+
+
+# --------------------------------------------------------------------------- open rows
+
+
+class RowsPage(_Out):
+    dataset: str
+    columns: list[str]
+    rows: list[list[Scalar]]
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last page.")
+    citation: str = Field(description="Source citation to keep with the data (SR-10, SR-27).")
+
+
+# --------------------------------------------------------------------------- exports
+
+
+class ExportCheck(_Out):
+    check: str
+    verdict: str = Field(description="pass, warn or fail.")
+    reason: str
+
+
+class ExportChecks(_Out):
+    filename: str
+    sha256: str
+    size: int
+    checks: list[ExportCheck]
+
+
+class ExportPublic(_Out):
+    id: str
+    status: str
+    filename: str
+    sha256: str
+    size: int
+    project: str
+    purpose: str
+    created_at: str | None = None
+    checks: list[ExportCheck] = Field(default_factory=list)
