@@ -124,7 +124,7 @@ class PreviewResult:
 
     @property
     def remaining(self) -> str | None:
-        value = self.budget.get("remaining")
+        value = self.budget.get("available")
         return None if value is None else str(value)
 
     def __repr__(self) -> str:
@@ -133,7 +133,11 @@ class PreviewResult:
     def _repr_html_(self) -> str:
         note = (
             f"Preview of {self.dataset}: this query would cost epsilon={self.epsilon}"
-            + (f"; the project has {self.remaining} left." if self.remaining is not None else ".")
+            + (
+                f"; at most {self.remaining} can be spent on this dataset now."
+                if self.remaining is not None
+                else "."
+            )
             + " Nothing was spent."
         )
         table_html: str = self.df.to_html(index=False, escape=True, border=0)

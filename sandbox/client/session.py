@@ -28,10 +28,11 @@ CATALOG_COLUMNS = ["id", "name_zh", "name_en", "tier", "provider", "focus_area"]
 BUDGET_COLUMNS = [
     "project",
     "dataset",
-    "project_spent",
-    "project_remaining",
     "user_spent",
     "user_remaining",
+    "project_spent",
+    "project_remaining",
+    "available",
     "per_query_max",
 ]
 

@@ -249,15 +249,21 @@ class QueryRequest(_In):
 
 
 class BudgetRow(_Out):
-    """Spent and remaining budget of one project (and the caller) on one dataset."""
+    """Budget of one project (and the caller) on one dataset; spent = cap - remaining."""
 
     project: str
     dataset: str
+    per_query_max: WireDecimal = Field(description="Largest epsilon one query may spend.")
+    per_user: WireDecimal = Field(description="The caller's cap on this dataset.")
+    per_project: WireDecimal = Field(description="The project's cap on this dataset.")
+    user_spent: WireDecimal
+    user_remaining: WireDecimal
     project_spent: WireDecimal
     project_remaining: WireDecimal
-    user_spent: WireDecimal | None = None
-    user_remaining: WireDecimal | None = None
-    per_query_max: WireDecimal | None = None
+    available: WireDecimal = Field(
+        description="Most the next query may spend: the smallest of the caller's, the project's and "
+        "the dataset's remaining budget."
+    )
 
 
 class Budgets(_Out):
