@@ -115,9 +115,13 @@ class _Parsed:
     problems: list[Problem] = field(default_factory=list)
 
 
+# libyaml when available (same node marks, several times faster).
+_YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse_yaml(file: str, text: str) -> _Parsed:
     out = _Parsed()
-    loader = yaml.SafeLoader(text)
+    loader = _YamlLoader(text)
     try:
         node = loader.get_single_node()
         if node is not None:
