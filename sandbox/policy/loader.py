@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ class Catalog:
         return list(self.platform.domains[name.removeprefix("@")])
 
     @property
-    def default_query_epsilon(self) -> Any:
+    def default_query_epsilon(self) -> Decimal:
         return self.platform.defaults.default_query_epsilon
 
     def ids(self, tier: Tier | None = None) -> list[str]:
