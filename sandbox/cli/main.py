@@ -28,6 +28,7 @@ _COMMAND_MODULES = [
     "sandbox.cli.admin_cmd",
     "sandbox.cli.query_cmd",
     "sandbox.cli.export_cmd",
+    "sandbox.cli.governance_cmd",
     "sandbox.cli.gateway_cmd",
     "sandbox.cli.demo_cmd",
 ]
