@@ -24,8 +24,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
+
+from sandbox.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -143,6 +146,23 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def open_engine(url: str) -> Engine:
+    """An engine on an initialised control DB; ``ConfigError`` when it needs ``sandbox init``."""
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+    except SQLAlchemyError as err:
+        engine.dispose()
+        raise ConfigError(
+            f"Cannot open the control DB: {type(err).__name__}.", hint="Check SANDBOX_CONTROL_DB_URL."
+        ) from err
+    if revision != head_revision():
+        engine.dispose()
+        state = "not initialised" if revision is None else f"at revision {revision}, not {head_revision()}"
+        raise ConfigError(f"The control DB is {state}.", hint="Run `sandbox init` first.")
+    return engine
+
+
 def migrate(url: str | Engine, revision: str = "head") -> None:
     """Upgrade the control DB at ``url`` to ``revision`` (default: head). Idempotent."""
     engine = make_engine(url) if isinstance(url, str) else url
@@ -164,5 +184,6 @@ __all__ = [
     "make_engine",
     "migrate",
     "normalise_url",
+    "open_engine",
     "session_scope",
 ]
