@@ -1,0 +1,122 @@
+"""The gateway as a hub service, kept off the public proxy (JUPYTERHUB-NOTES §1, RBAC fact 5).
+
+The hub starts the gateway (``sandbox gateway serve``) as a *managed* service **with a
+command but no ``url``**: the hub gives it a service token and stops it with itself,
+but adds no proxy route, so ``http://<hub>/services/sandbox/...`` answers 404 from the
+outside. The gateway binds 127.0.0.1:``SANDBOX_GATEWAY_PORT`` and kernels reach it at
+``SANDBOX_GATEWAY_URL`` (set in ``c.Spawner.environment``). Were it routed, anyone could
+copy the kernel's hub token and query from outside the sandbox, around the export gate.
+
+A second, command-less service, ``sandbox-ops``, holds a token (file in the 0700 state
+folder) that lets the operator's CLI stop servers and delete tokens when access is
+closed (SR-32); see :mod:`sandbox.hub.hubapi`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sandbox.hub.settings import ACCESS_SCOPE, SERVICE_NAME, SERVICE_PREFIX, HubMode, HubSettings
+
+OPS_SERVICE_NAME = "sandbox-ops"
+
+OPS_SCOPES = ["list:users", "read:users", "admin:servers", "tokens"]
+"""What closing a user's access needs: find the user, stop their servers, delete their tokens."""
+
+FORWARDED_ENV_PREFIX = "SANDBOX_"
+"""Server settings the gateway needs (data dir, warehouse and control-DB URLs, policies).
+
+They go to the gateway process only; kernels never see them (``Spawner.env_keep`` is
+reduced and ``Spawner.environment`` names only the gateway URL and the mode)."""
+
+_NOT_FORWARDED = frozenset({"SANDBOX_DEMO_PASSWORD"})
+
+
+def read_or_create_token(path: Path) -> str:
+    """A random token kept in ``path`` (0600), created on first use. Never logged."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        if len(token) >= 32:
+            return token
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def gateway_command(settings: HubSettings) -> list[str]:
+    """``sandbox gateway serve`` bound to loopback. No secret ever goes on the command line (ps)."""
+    return [
+        settings.python,
+        "-m",
+        "sandbox.cli.main",
+        "gateway",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.gateway_port),
+    ]
+
+
+def gateway_environment(settings: HubSettings, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of the gateway process: the SANDBOX_* server settings plus its service identity."""
+    environ = dict(os.environ) if environ is None else environ
+    env = {k: v for k, v in environ.items() if k.startswith(FORWARDED_ENV_PREFIX) and k not in _NOT_FORWARDED}
+    env.update(
+        {
+            # Pin the data folder the hub resolved, so the gateway does not depend on its cwd.
+            "SANDBOX_DATA_DIR": str(settings.sandbox.data_dir),
+            "SANDBOX_POLICY_DIR": str(settings.sandbox.policy_dir),
+            "JUPYTERHUB_SERVICE_NAME": SERVICE_NAME,
+            "JUPYTERHUB_SERVICE_PREFIX": SERVICE_PREFIX,
+            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{settings.gateway_port}{SERVICE_PREFIX}",
+            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([ACCESS_SCOPE]),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def gateway_service(settings: HubSettings) -> dict[str, Any]:
+    """The ``c.JupyterHub.services`` entry of the gateway: managed, no ``url`` (no proxy route)."""
+    service: dict[str, Any] = {
+        "name": SERVICE_NAME,
+        "display": False,
+        "command": gateway_command(settings),
+        "environment": gateway_environment(settings),
+        "api_token": read_or_create_token(settings.gateway_token_file),
+        "cwd": str(settings.sandbox.data_dir),
+    }
+    if settings.mode is HubMode.ISOLATED:
+        service["user"] = settings.gateway_user  # the hub (root) setuid-s to the gateway account
+    return service
+
+
+def ops_service(settings: HubSettings) -> dict[str, Any]:
+    """The operator's service: a token only, for :mod:`sandbox.hub.hubapi`."""
+    return {
+        "name": OPS_SERVICE_NAME,
+        "display": False,
+        "api_token": read_or_create_token(settings.operator_token_file),
+    }
+
+
+def service_roles() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "sandbox-ops",
+            "description": "Close a user's access: stop their servers and delete their tokens (SR-32).",
+            "scopes": OPS_SCOPES,
+            "services": [OPS_SERVICE_NAME],
+        }
+    ]
