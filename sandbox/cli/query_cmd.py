@@ -115,8 +115,9 @@ def budget(
         console.print(f"Project {project!r} holds no grant for a DP dataset.")
         return
     table = Table(title=f"Privacy budget of {as_user} in {project}", header_style="bold")
-    for name in ("dataset", "per query max", "you", "project", "dataset (all)", "available"):
-        table.add_column(name, justify="left" if name == "dataset" else "right")
+    table.add_column("dataset", no_wrap=True)
+    for name in ("max/query", "you", "project", "all projects", "available"):
+        table.add_column(name, justify="right", no_wrap=True)
     for ds, status in statuses.items():
         cap = caps[ds]
         table.add_row(
