@@ -148,6 +148,11 @@ def current_revision(engine: Engine) -> str | None:
 
 def open_engine(url: str) -> Engine:
     """An engine on an initialised control DB; ``ConfigError`` when it needs ``sandbox init``."""
+    parsed = make_url(normalise_url(url))
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:")
+    if parsed.get_backend_name() == "sqlite" and not in_memory and not Path(database).exists():
+        raise ConfigError(f"The control DB {database} does not exist.", hint="Run `sandbox init` first.")
     engine = make_engine(url)
     try:
         revision = current_revision(engine)
