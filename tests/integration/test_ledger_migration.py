@@ -1,0 +1,58 @@
+"""Migration 0002_ledger: matches sandbox.ledger.models on SQLite and PostgreSQL, and downgrades."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect
+
+import sandbox.ledger.models  # noqa: F401 - registers the ledger tables on Base.metadata
+from sandbox.control.db import alembic_config, current_revision, make_engine, migrate
+from sandbox.control.models import Base
+
+LEDGER_TABLES = {"releases", "budget_spend"}
+
+
+def _include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    if type_ == "table":
+        return name in LEDGER_TABLES
+    table = getattr(obj, "table", None)
+    return table is None or table.name in LEDGER_TABLES
+
+
+def _schema_diff(engine: Engine) -> list[object]:
+    opts = {"compare_type": True, "include_object": _include}
+    with engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata))
+
+
+def _check(url: str) -> None:
+    migrate(url, "0002_ledger")
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == "0002_ledger"
+        assert set(inspect(engine).get_table_names()) >= LEDGER_TABLES
+        assert _schema_diff(engine) == []
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001_foundation")
+        assert not LEDGER_TABLES & set(inspect(engine).get_table_names())
+        assert current_revision(engine) == "0001_foundation"
+    finally:
+        engine.dispose()
+    migrate(url)
+
+
+def test_ledger_migration_matches_models_on_sqlite(sqlite_url: str) -> None:
+    _check(sqlite_url)
+
+
+def test_ledger_migration_matches_models_on_postgres(pg_database_url: str) -> None:
+    _check(pg_database_url)
+
+
+def test_ledger_revision_follows_the_foundation() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    revision = script.get_revision("0002_ledger")
+    assert revision is not None and revision.down_revision == "0001_foundation"
