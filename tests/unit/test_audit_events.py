@@ -48,5 +48,5 @@ def test_areas_register_their_own_kinds_and_may_bump_versions() -> None:
     assert bumped.version == 2
     with pytest.raises(InternalError, match="already registered"):
         register_kind("testarea.thing_done", 1, "older")
-    with pytest.raises(InternalError, match="area.event"):
+    with pytest.raises(InternalError, match=r"area\.event"):
         register_kind("NoDots", 1, "bad name")
