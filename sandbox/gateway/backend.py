@@ -7,15 +7,30 @@ pass through unchanged and are rendered by the one handler.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import select
 
 from sandbox.access import registry
 from sandbox.access.errors import InvalidRequest
 from sandbox.access.rules import check_account_active
+from sandbox.audit.events import register_kind
+from sandbox.audit.store import append as audit_append
+from sandbox.catalog.warehouse import warehouse_tables
 from sandbox.control.db import session_scope
 from sandbox.errors import AccessDenied, AccountInactive
 from sandbox.gateway import models as wire
+from sandbox.services import queries
+
+OPEN_ROWS_EVENT = "open_data.rows_read"
+
+
+register_kind(
+    OPEN_ROWS_EVENT, 1, "A page of an open dataset read through the gateway (SR-10).", required=("dataset",)
+)
 
 
 @dataclass(frozen=True)
@@ -116,20 +131,145 @@ def dataset(ctx: Any, dataset_id: str) -> wire.DatasetPublic:
 # --------------------------------------------------------------------------- DP path (services)
 
 
+def _budget_row(ctx: Any, project: str, dataset_id: str, status: Any) -> wire.BudgetRow:
+    """Caps from the policy, remaining from the ledger; spent = cap - remaining (exact)."""
+    caps = ctx.catalog.budgets(dataset_id)
+    per_user = Decimal(caps.per_user)
+    per_project = Decimal(caps.per_project)
+    return wire.BudgetRow(
+        project=project,
+        dataset=dataset_id,
+        per_query_max=Decimal(caps.per_query_max),
+        per_user=per_user,
+        per_project=per_project,
+        user_spent=per_user - Decimal(status.user_remaining),
+        user_remaining=Decimal(status.user_remaining),
+        project_spent=per_project - Decimal(status.project_remaining),
+        project_remaining=Decimal(status.project_remaining),
+        available=Decimal(status.available),
+    )
+
+
 def run_query(ctx: Any, account: Account, body: wire.QueryRequest) -> wire.Release:
-    raise NotImplementedError
+    project = choose_project(account, body.project)
+    record = queries.run_query(ctx, user=account.name, project=project, sql=body.sql, epsilon=body.epsilon)
+    return wire.Release(
+        release_id=record.release_id,
+        dataset=record.dataset,
+        project=record.project,
+        epsilon_spent=record.epsilon_spent,
+        cached=record.cached,
+        sql=record.sql,
+        created_at=record.created_at.isoformat() if record.created_at else None,
+        columns=list(record.columns),
+        key_columns=list(record.key_columns),
+        rows=[list(r) for r in record.rows],
+        ci95=[list(r) for r in record.ci95],
+        budget=_budget_row(ctx, record.project, record.dataset, record.budget),
+    )
 
 
 def preview(ctx: Any, account: Account, body: wire.QueryRequest) -> wire.Preview:
-    raise NotImplementedError
+    project = choose_project(account, body.project)
+    record = queries.preview(ctx, user=account.name, project=project, sql=body.sql, epsilon=body.epsilon)
+    return wire.Preview(
+        dataset=record.dataset,
+        project=record.project,
+        epsilon=record.epsilon,
+        aggregates=[
+            wire.PreviewAggregate(
+                column=str(a.get("column")),
+                aggregate=str(a.get("aggregate")),
+                ci95=None if a.get("ci95") is None else float(a["ci95"]),
+            )
+            for a in record.aggregates
+        ],
+        budget=_budget_row(ctx, record.project, record.dataset, record.budget),
+    )
 
 
 def budgets(ctx: Any, account: Account, project: str | None) -> wire.Budgets:
-    raise NotImplementedError
+    projects = [project] if project else account.project_names()
+    rows: list[wire.BudgetRow] = []
+    for name in projects:
+        statuses = queries.budget_status(ctx, user=account.name, project=name)
+        rows.extend(_budget_row(ctx, name, ds, st) for ds, st in sorted(statuses.items()))
+    return wire.Budgets(budgets=rows)
+
+
+# --------------------------------------------------------------------------- open data (SR-10)
 
 
 def open_rows(ctx: Any, account: Account, dataset_id: str, offset: int, limit: int) -> wire.RowsPage:
-    raise NotImplementedError
+    """One page of an open dataset, in a stable order (every column); logged in the audit log."""
+    cat = ctx.catalog
+    ds = cat.dataset(dataset_id)  # UnknownDataset
+    if not cat.tier_rules(dataset_id).rows_visible:
+        raise AccessDenied(
+            f"Rows of {dataset_id!r} are not available: it is a {ds.tier.value} dataset.",
+            hint="Query it with differentially private aggregates: sb.query(...).",
+        )
+    table = _tables(ctx)[dataset_id]
+    columns = [table.c[name] for name in ds.column_names]
+    statement = select(*columns).order_by(*columns).offset(offset).limit(limit + 1)
+    with ctx.warehouse_engine.connect() as conn:
+        fetched = [list(r) for r in conn.execute(statement).all()]
+    more = len(fetched) > limit
+    rows = [[_scalar(v) for v in r] for r in fetched[:limit]]
+    with session_scope(_control(ctx), immediate=True) as session:
+        audit_append(
+            session,
+            OPEN_ROWS_EVENT,
+            account.name,
+            {"dataset": dataset_id, "offset": offset, "rows": len(rows)},
+        )
+    return wire.RowsPage(
+        dataset=dataset_id,
+        columns=ds.column_names,
+        rows=rows,
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if more else None,
+        citation=_citation(cat, ds),
+    )
+
+
+def _tables(ctx: Any) -> dict[str, Any]:
+    tables = getattr(ctx, "_gateway_tables", None)
+    if tables is None:
+        tables = warehouse_tables(ctx.catalog)
+        ctx._gateway_tables = tables
+    return tables
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _citation(cat: Any, ds: Any) -> str:
+    providers = "、".join(
+        cat.platform.departments[d].name.zh if d in cat.platform.departments else d for d in ds.provider
+    )
+    template = str(cat.platform.citation)
+    values = {
+        "dataset": ds.name.zh,
+        "provider": providers,
+        "date": dt.date.today().isoformat(),
+        "release": "-",
+    }
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return f"{providers}《{ds.name.zh}》"
+
+
+# --------------------------------------------------------------------------- export gate
 
 
 def submit_export(

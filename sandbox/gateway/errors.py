@@ -61,7 +61,7 @@ def error_body(code: str, message: str, hint: str) -> dict[str, Any]:
 def render_error(err: SandboxError, request_id: str) -> JSONResponse:
     """Render a SandboxError: the only place that turns an error into HTTP."""
     message = err.message
-    if err.status >= 500 and request_id not in message:
+    if err.status >= 500 and "request id" not in message:
         message = f"{message} (request id {request_id})"
     return JSONResponse(
         error_body(err.code, message, err.hint),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from sandbox.policy.models import Dataset, Platform
 
@@ -221,12 +221,13 @@ def dataset_public(platform: Platform, ds: Dataset, budgets: Any) -> DatasetPubl
 
 
 class QueryRequest(_In):
-    """A DP query: SQL text of the supported subset (or a builder spec), epsilon and project."""
+    """A DP query: SQL text of the supported subset, epsilon and project.
 
-    sql: str | None = Field(default=None, min_length=1, max_length=MAX_SQL_CHARS, description="SQL text.")
-    spec: dict[str, Any] | None = Field(
-        default=None, description="A builder spec (JSON form of sandbox.dp's QuerySpec), instead of sql."
-    )
+    The notebook builder (``sandbox.client.builder``) renders the same SQL text, so there is
+    one parser and one set of rules.
+    """
+
+    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, description="One SELECT of the SQL subset.")
     epsilon: Decimal | None = Field(
         default=None,
         gt=0,
@@ -240,12 +241,6 @@ class QueryRequest(_In):
         max_length=64,
         description="Project to charge; may be omitted when the caller belongs to exactly one.",
     )
-
-    @model_validator(mode="after")
-    def _one_of(self) -> QueryRequest:
-        if (self.sql is None) == (self.spec is None):
-            raise ValueError("give exactly one of 'sql' or 'spec'")
-        return self
 
 
 class BudgetRow(_Out):
