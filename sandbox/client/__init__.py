@@ -11,7 +11,7 @@ See docs/client.md.
 
 from __future__ import annotations
 
-from sandbox.client.builder import col, count, count_distinct, mean, median, quantile, sum_, table
+from sandbox.client.builder import bin_, col, count, count_distinct, mean, median, quantile, sum_, table
 from sandbox.client.results import DatasetDescription, PreviewResult, QueryResult
 from sandbox.client.session import Sandbox, Table, connect
 from sandbox.client.transport import GatewayUnreachable
@@ -23,6 +23,7 @@ __all__ = [
     "QueryResult",
     "Sandbox",
     "Table",
+    "bin_",
     "col",
     "connect",
     "count",

@@ -25,7 +25,9 @@ __all__ = [
     "Aggregate",
     "Column",
     "Condition",
+    "Key",
     "Query",
+    "bin_",
     "col",
     "count",
     "count_distinct",
@@ -133,9 +135,36 @@ class Column:
     def is_null(self) -> Condition:
         return Condition(f"{self.name} IS NULL")
 
+    def is_not_null(self) -> Condition:
+        return Condition(f"{self.name} IS NOT NULL")
+
 
 def col(name: str) -> Column:
     return Column(_name(name, "column name"))
+
+
+@dataclass(frozen=True)
+class Key:
+    """A grouping key: a column with a public domain, or ``bin_(column)`` over its declared bins."""
+
+    column: str
+    binned: bool = False
+    label: str | None = None
+
+    def alias(self, name: str) -> Key:
+        return replace(self, label=_name(name, "alias"))
+
+    @property
+    def expr(self) -> str:
+        return f"BIN({self.column})" if self.binned else self.column
+
+    def to_sql(self) -> str:
+        return f"{self.expr} AS {self.label}" if self.label else self.expr
+
+
+def bin_(column: str) -> Key:
+    """``BIN(column)``: group by the column's declared histogram bins."""
+    return Key(_name(column, "column name"), binned=True)
 
 
 @dataclass(frozen=True)
@@ -172,10 +201,15 @@ def median(column: str) -> Aggregate:
     return Aggregate(f"MEDIAN({_name(column, 'column name')})")
 
 
-def quantile(column: str, q: float) -> Aggregate:
-    if not 0 < q < 1:
-        raise ValueError("q must be strictly between 0 and 1.")
-    return Aggregate(f"PERCENTILE_CONT({q!r}) WITHIN GROUP (ORDER BY {_name(column, 'column name')})")
+def quantile(column: str, q: float | Decimal | str) -> Aggregate:
+    """``PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY column)`` with ``0 < q < 1``."""
+    try:
+        value = Decimal(str(q))
+    except ArithmeticError:
+        raise ValueError("q must be a number strictly between 0 and 1.") from None
+    if not value.is_finite() or not 0 < value < 1:
+        raise ValueError("q must be a number strictly between 0 and 1.")
+    return Aggregate(f"PERCENTILE_CONT({value}) WITHIN GROUP (ORDER BY {_name(column, 'column name')})")
 
 
 @dataclass(frozen=True)
@@ -184,7 +218,7 @@ class Query:
 
     dataset: str
     conditions: tuple[Condition, ...] = ()
-    keys: tuple[str, ...] = ()
+    keys: tuple[Key, ...] = ()
     aggregates: tuple[Aggregate, ...] = ()
     ordering: tuple[str, ...] = ()
     max_rows: int | None = None
@@ -195,8 +229,9 @@ class Query:
                 raise TypeError("where() takes conditions such as col('year') == 2019.")
         return replace(self, conditions=self.conditions + conditions)
 
-    def group_by(self, *columns: str) -> Query:
-        return replace(self, keys=self.keys + tuple(_name(c, "column name") for c in columns))
+    def group_by(self, *keys: str | Key) -> Query:
+        refs = tuple(k if isinstance(k, Key) else Key(_name(k, "column name")) for k in keys)
+        return replace(self, keys=self.keys + refs)
 
     def agg(self, *aggregates: Aggregate) -> Query:
         for a in aggregates:
@@ -218,7 +253,7 @@ class Query:
     def to_sql(self) -> str:
         if not self.aggregates:
             raise ValueError("Add at least one aggregate with .agg(count(), mean('col'), ...).")
-        select = [*self.keys, *(a.to_sql() for a in self.aggregates)]
+        select = [*(k.to_sql() for k in self.keys), *(a.to_sql() for a in self.aggregates)]
         # Names are checked against [a-z][a-z0-9_]* and literals escaped; the gateway parses it anyway.
         sql = f"SELECT {', '.join(select)} FROM {self.dataset}"  # noqa: S608
         if self.conditions:
@@ -226,7 +261,7 @@ class Query:
                 f"({c.sql})" if len(self.conditions) > 1 else c.sql for c in self.conditions
             )
         if self.keys:
-            sql += " GROUP BY " + ", ".join(self.keys)
+            sql += " GROUP BY " + ", ".join(k.expr for k in self.keys)
         if self.ordering:
             sql += " ORDER BY " + ", ".join(self.ordering)
         if self.max_rows is not None:
