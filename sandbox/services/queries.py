@@ -172,6 +172,7 @@ class PreviewRecord:
     aggregates: list[dict[str, Any]]  # {"column", "aggregate", "ci95"}
     cached: bool  # an identical release exists: running it would cost nothing
     budget: BudgetStatus
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +182,7 @@ class PreviewRecord:
             "aggregates": self.aggregates,
             "cached": self.cached,
             "budget": self.budget.to_dict(),
+            "notes": list(self.notes),
         }
 
 
@@ -222,29 +224,25 @@ def _jsonable(value: Any) -> Any:
 
 
 def _release_payload(release: Any, spec: Any) -> dict[str, Any]:
-    """The JSON stored with a release: columns, key columns, rows and per-cell ci95."""
-    data: dict[str, Any] = {}
-    if hasattr(release, "to_dict"):
-        data = dict(release.to_dict())
-    columns = data.get("columns", getattr(release, "columns", None))
-    if columns is None:
-        columns = list(getattr(spec, "outputs", ()))
-    key_columns = data.get("key_columns", getattr(release, "key_columns", None))
-    if key_columns is None:
-        key_columns = [k.name for k in getattr(spec, "keys", ())]
-    rows = data.get("rows", getattr(release, "rows", []))
-    ci95 = data.get("ci95", getattr(release, "ci95", None))
-    if ci95 is None:
-        ci95 = [[None] * len(columns) for _ in rows]
-    payload = {
-        "columns": [str(c) for c in columns],
-        "key_columns": [str(c) for c in key_columns],
-        "rows": _jsonable([list(r) for r in rows]),
-        "ci95": _jsonable([list(r) for r in ci95]),
+    """The JSON stored with a release: columns, key columns, rows and per-cell ci95 (lists in column order).
+
+    ``sandbox.dp.Release`` gives rows and ci95 as dicts by output name; ci95 is None for keys.
+    """
+    names: Any = getattr(release, "columns", None) or getattr(spec, "outputs", ())
+    columns = [str(c) for c in names]
+    rows = [[r.get(c) for c in columns] if isinstance(r, dict) else list(r) for r in release.rows]
+    raw_ci = getattr(release, "ci95", None) or [{} for _ in rows]
+    ci95 = [[ci.get(c) for c in columns] if isinstance(ci, dict) else list(ci) for ci in raw_ci]
+    payload: dict[str, Any] = {
+        "columns": columns,
+        "key_columns": [str(k.name) for k in getattr(spec, "keys", ())],
+        "rows": _jsonable(rows),
+        "ci95": _jsonable(ci95),
     }
-    for extra in ("suppressed", "mechanism", "notes"):
-        if extra in data:
-            payload[extra] = _jsonable(data[extra])
+    for extra in ("mechanism", "budget_unit", "delta", "approx_dp"):
+        value = getattr(release, extra, None)
+        if value is not None:
+            payload[extra] = _jsonable(value)
     return payload
 
 
@@ -253,7 +251,14 @@ def _spec_sql(spec: Any) -> str:
     return str(to_sql()) if callable(to_sql) else ""
 
 
-def _fingerprint(spec: Any) -> str:
+def _fingerprint(spec: Any, compiled: Any) -> str:
+    """Cache key of a query: the compiled query's fingerprint (normalised spec, requested epsilon and
+    the policy parameters that shape the result), else the spec's own fingerprint."""
+    value = getattr(compiled, "fingerprint", None)
+    if callable(value):
+        value = value()
+    if isinstance(value, str) and value:
+        return value
     method = getattr(spec, "fingerprint", None)
     if callable(method):
         return str(method())
@@ -274,6 +279,7 @@ class _Prepared:
     dataset: str
     epsilon: Decimal
     fingerprint: str
+    compiled: Any
 
 
 def _authenticate(session: Session, username: str) -> User:
@@ -317,7 +323,7 @@ def _prepare(
     spec: Any,
     epsilon: Decimal | str | int | float | None,
 ) -> _Prepared:
-    """Steps 1-3: authenticate, authorise, validate. Refusals are audited and re-raised."""
+    """Authenticate, authorise, validate, compile. Refusals are audited (``query.rejected``) and re-raised."""
     dataset: str | None = getattr(spec, "dataset", None)
     try:
         if (sql is None) == (spec is None):
@@ -333,11 +339,23 @@ def _prepare(
         with session_scope(ctx.control_engine) as session:
             check_can_query(session, user, project, dataset, ctx.catalog)
         check_epsilon_allowed(eps, ctx.catalog.budgets(dataset), dataset=dataset)
+        compiled = _compile(spec, ctx.catalog, eps)
     except SandboxError as err:
         _audit_rejection(ctx, user=user, project=project, dataset=dataset, err=err)
         raise
     text = sql if sql is not None else _spec_sql(spec)
-    return _Prepared(party, spec, text, dataset, eps, _fingerprint(spec))
+    return _Prepared(party, spec, text, dataset, eps, _fingerprint(spec, compiled), compiled)
+
+
+def _find_cached(ctx: ServiceContext, prep: _Prepared) -> StoredRelease | None:
+    with session_scope(ctx.control_engine) as session:
+        return ledger.find_cached(
+            session,
+            project_id=prep.party.project_id,
+            dataset=prep.dataset,
+            fingerprint=prep.fingerprint,
+            epsilon=prep.epsilon,
+        )
 
 
 def _status(ctx: ServiceContext, dataset: str, party: Party) -> BudgetStatus:
@@ -404,38 +422,29 @@ def run_query(
 ) -> ReleaseRecord:
     """Answer one DP query (SQL text or a prebuilt ``QuerySpec``), charging the project's budget.
 
-    Raises AuthenticationFailed, AccountInactive, NotProjectMember, NoGrant, AccessDenied,
-    UnknownDataset, InvalidQuery, EpsilonTooLarge, BudgetExceeded before anything runs;
-    QueryFailed (charge kept) when execution fails after the reservation.
+    ``epsilon`` defaults to the platform's ``default_query_epsilon``. Raises
+    AuthenticationFailed, AccountInactive, NotProjectMember, NoGrant, AccessDenied,
+    UnknownDataset, InvalidQuery, EpsilonTooLarge or BudgetExceeded before anything runs;
+    QueryFailed (the charge is kept) when execution fails after the reservation.
     """
     prep = _prepare(ctx, user=user, project=project, sql=sql, spec=spec, epsilon=epsilon)
     request_id = ledger.new_id()
 
-    with session_scope(ctx.control_engine) as session:
-        hit = ledger.find_cached(
-            session,
-            project_id=prep.party.project_id,
-            dataset=prep.dataset,
-            fingerprint=prep.fingerprint,
-            epsilon=prep.epsilon,
-        )
+    hit = _find_cached(ctx, prep)
     if hit is not None:
         ledger.record_cache_hit(ctx.control_engine, prep.party, hit, request_id=request_id)
         return _record(ctx, prep, hit, request_id=request_id, cached=True)
 
-    budgets = ctx.catalog.budgets(prep.dataset)
     try:
-        compiled = _compile(prep.spec, ctx.catalog, prep.epsilon)
-        charge = Decimal(compiled.charge)
         _check_warehouse_present(ctx)
         reservation = ledger.reserve(
             ctx.control_engine,
             prep.party,
             dataset=prep.dataset,
-            budgets=budgets,
+            budgets=ctx.catalog.budgets(prep.dataset),
             fingerprint=prep.fingerprint,
             epsilon=prep.epsilon,
-            charge=charge,
+            charge=Decimal(prep.compiled.charge),
             request_id=request_id,
         )
     except SandboxError as err:
@@ -444,13 +453,13 @@ def run_query(
 
     # --- the charge is durable from here on: every failure keeps it ---
     try:
-        rows = _execute(ctx, compiled)
-        payload = _release_payload(compiled.release(rows), prep.spec)
+        rows = _execute(ctx, prep.compiled)
+        payload = _release_payload(prep.compiled.release(rows), prep.spec)
         stored = ledger.commit(
             ctx.control_engine,
             reservation,
             payload,
-            audit_data={"cells": len(payload["rows"]) * max(len(payload["columns"]), 1)},
+            audit_data={"cells": len(payload["rows"]), "sql": prep.sql[:2000]},
         )
     except Exception as err:
         raise _fail(ctx, reservation, err) from None
@@ -468,45 +477,36 @@ def preview(
 ) -> PreviewRecord:
     """Expected accuracy and cost of a query, after the same checks as ``run_query``; spends nothing."""
     prep = _prepare(ctx, user=user, project=project, sql=sql, spec=spec, epsilon=epsilon)
-    compiled = _compile(prep.spec, ctx.catalog, prep.epsilon)
-    expected = compiled.preview()
-    with session_scope(ctx.control_engine) as session:
-        hit = ledger.find_cached(
-            session,
-            project_id=prep.party.project_id,
-            dataset=prep.dataset,
-            fingerprint=prep.fingerprint,
-            epsilon=prep.epsilon,
-        )
+    hit = _find_cached(ctx, prep)
+    expected = prep.compiled.preview()
     return PreviewRecord(
         dataset=prep.dataset,
         project=prep.party.project,
-        epsilon=Decimal(0) if hit is not None else Decimal(compiled.charge),
-        aggregates=_preview_aggregates(expected),
+        epsilon=Decimal(0) if hit is not None else Decimal(prep.compiled.charge),
+        aggregates=_preview_aggregates(expected, prep.spec),
         cached=hit is not None,
         budget=_status(ctx, prep.dataset, prep.party),
+        notes=[str(n) for n in getattr(expected, "notes", ())],
     )
 
 
-def _preview_aggregates(expected: Any) -> list[dict[str, Any]]:
+def _preview_aggregates(expected: Any, spec: Any) -> list[dict[str, Any]]:
+    """One entry per aggregate: ``{"column", "aggregate", "ci95"}`` (expected 95% half-width)."""
     if isinstance(expected, dict):
         data = expected
     else:
         data = expected.to_dict() if hasattr(expected, "to_dict") else {}
-    items = data.get("aggregates", getattr(expected, "aggregates", []))
-    out: list[dict[str, Any]] = []
-    for item in items:
-        if isinstance(item, dict):
-            out.append(_jsonable(item))
-        else:
-            out.append(
-                {
-                    "column": getattr(item, "column", getattr(item, "name", None)),
-                    "aggregate": _jsonable(getattr(item, "aggregate", getattr(item, "kind", None))),
-                    "ci95": _jsonable(getattr(item, "ci95", None)),
-                }
-            )
-    return out
+    if "aggregates" in data:
+        return [_jsonable(item) for item in data["aggregates"]]
+    ci95 = data.get("ci95", {})
+    return [
+        {
+            "column": agg.name,
+            "aggregate": str(getattr(agg.kind, "value", agg.kind)),
+            "ci95": ci95.get(agg.name),
+        }
+        for agg in getattr(spec, "aggregates", ())
+    ]
 
 
 def budget_status(ctx: ServiceContext, *, user: str, project: str) -> dict[str, BudgetStatus]:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import test_ledger_service as svc  # sibling test module with the DP stand-ins
+import test_ledger_service as svc  # sibling test module: environment helpers
 from sqlalchemy import func, select
 
 from sandbox.control.db import migrate, session_scope
@@ -42,12 +42,7 @@ def ctx(
     migrate(control_url)
     context = ServiceContext.from_settings(svc.build_settings(tmp_path, control_url))
     svc.seed_people(context.control_engine, researchers=USERS)
-    for name, value in (
-        ("_parse", svc.stand_in_parse),
-        ("_compile", svc.stand_in_compile),
-        ("_execute", svc.counting_execute),
-    ):
-        monkeypatch.setattr(queries, name, value)
+    svc.install_spies(monkeypatch)
     yield context
     context.close()
 
@@ -62,7 +57,7 @@ def test_parallel_queries_release_exactly_what_the_budget_admits(ctx: ServiceCon
                 ctx,
                 user=f"r{index % USERS}",
                 project="fin-lab",
-                sql=f"{svc.SQL} WHERE tax_year > {index}",
+                sql=svc.distinct_sql(index),
                 epsilon="0.3",
             )
         except BudgetExceeded:

@@ -1,33 +1,34 @@
-"""The query service (sandbox.services.queries) over a real control DB, real policies and a SQLite warehouse.
+"""The query service (sandbox.services.queries) end to end on real parts.
 
-The DP engine's parse/compile are replaced by small stand-ins (``StandInSpec``,
-``StandInCompiled``) until ``sandbox.dp.compile_query`` lands; everything else is real:
-access rules, ledger, audit chain, warehouse statement execution.
+Real policies, access rules, DP engine (sqlglot parser, OpenDP noise), ledger, audit
+chain, a migrated SQLite control DB and a SQLite warehouse whose ``enterprise_tax``
+table is declared from the policy. Only the warehouse step is wrapped (to count calls,
+to inject a failure, or to hang for the crash test).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select, table, text
+from sqlalchemy import Engine, MetaData, func, select
 
 from sandbox.access import registry
 from sandbox.audit import store as audit_store
+from sandbox.catalog.warehouse import RANK_COLUMN, dataset_table
+from sandbox.catalog.warehouse import make_engine as make_warehouse_engine
 from sandbox.config import Settings
 from sandbox.control.db import migrate, session_scope
 from sandbox.control.models import AuditEntry
+from sandbox.dp import parse_sql
 from sandbox.errors import (
     AccountInactive,
     AuthenticationFailed,
@@ -41,74 +42,34 @@ from sandbox.errors import (
 from sandbox.ledger import store as ledger
 from sandbox.ledger.models import Release
 from sandbox.ledger.values import ReleaseStatus
+from sandbox.policy.loader import load_policies
 from sandbox.services import queries
 from sandbox.services.queries import ServiceContext
 
 REPO = Path(__file__).resolve().parents[2]
 DATASET = "enterprise_tax"  # conditional: per_query_max 1, per_user 3, per_project 3, global 30
-SQL = "SELECT COUNT(*) FROM enterprise_tax"
-
-# --------------------------------------------------------------------------- DP stand-ins
-
-
-@dataclass(frozen=True)
-class StandInSpec:
-    dataset: str
-    sql: str
-    outputs: tuple[str, ...] = ("count",)
-    keys: tuple[Any, ...] = ()
-
-    def fingerprint(self) -> str:
-        normalised = " ".join(self.sql.lower().split())
-        return hashlib.sha256(normalised.encode()).hexdigest()
-
-    def to_sql(self) -> str:
-        return self.sql
+SQL = "SELECT credit_grade, COUNT(*) FROM enterprise_tax GROUP BY credit_grade"
+GRADES = ["A", "B", "M", "C", "D"]
 
 
-@dataclass
-class StandInRelease:
-    columns: list[str]
-    rows: list[list[Any]]
-    ci95: list[list[float | None]]
-    key_columns: list[str] = field(default_factory=list)
+def distinct_sql(index: int) -> str:
+    """A different valid query for each index (no cache hits between them)."""
+    return (
+        "SELECT COUNT(*) FROM enterprise_tax "
+        f"WHERE filing_months >= {index % 13} AND tax_year <= {3000 + index}"
+    )
 
 
-@dataclass
-class StandInCompiled:
-    spec: StandInSpec
-    charge: Decimal
-
-    @property
-    def statement(self) -> Any:
-        return select(func.count()).select_from(table(self.spec.dataset))
-
-    def release(self, rows: list[Any]) -> StandInRelease:
-        return StandInRelease(columns=["count"], rows=[[float(rows[0][0]) + 0.25]], ci95=[[3.5]])
-
-    def preview(self) -> dict[str, Any]:
-        return {"aggregates": [{"column": "count", "aggregate": "count", "ci95": 3.5}]}
-
+# --------------------------------------------------------------------------- spies on the DP seam
 
 CALLS: dict[str, int] = {"compile": 0, "execute": 0}
-
-
-def stand_in_parse(sql: str, catalog: Any) -> StandInSpec:
-    if re.match(r"\s*select\s+\*", sql, re.IGNORECASE):
-        raise InvalidQuery("SELECT * is not supported.")
-    match = re.search(r"FROM\s+(\w+)", sql, re.IGNORECASE)
-    if match is None:
-        raise InvalidQuery("No FROM clause.")
-    catalog.dataset(match.group(1))
-    return StandInSpec(dataset=match.group(1), sql=sql)
-
-
-def stand_in_compile(spec: StandInSpec, catalog: Any, epsilon: Decimal) -> StandInCompiled:
-    CALLS["compile"] += 1
-    return StandInCompiled(spec, epsilon)
-
-
+_real_compile = queries._compile
 _real_execute = queries._execute
+
+
+def counting_compile(spec: Any, catalog: Any, epsilon: Decimal) -> Any:
+    CALLS["compile"] += 1
+    return _real_compile(spec, catalog, epsilon)
 
 
 def counting_execute(ctx: ServiceContext, compiled: Any) -> list[Any]:
@@ -116,24 +77,40 @@ def counting_execute(ctx: ServiceContext, compiled: Any) -> list[Any]:
     return _real_execute(ctx, compiled)
 
 
-def install_stand_ins(target: Any = None) -> None:
-    """Patch the DP seam of sandbox.services.queries (tests only)."""
-    module = target or queries
-    module._parse = stand_in_parse
-    module._compile = stand_in_compile
-    module._execute = counting_execute
+def install_spies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queries, "_compile", counting_compile)
+    monkeypatch.setattr(queries, "_execute", counting_execute)
+    CALLS.update(compile=0, execute=0)
 
 
 # --------------------------------------------------------------------------- environment
 
 
-def make_warehouse(path: Path, rows: int = 7) -> str:
+def make_warehouse(path: Path, rows: int = 40) -> str:
+    """A SQLite warehouse with the policy's ``enterprise_tax`` table and ``rows`` enterprises."""
     url = f"sqlite:///{path}"
-    engine = create_engine(url)
+    dataset = load_policies(REPO / "policies").dataset(DATASET)
+    metadata = MetaData()
+    table = dataset_table(dataset, metadata)
+    values = []
+    for i in range(rows):
+        row: dict[str, Any] = {RANK_COLUMN: 1}
+        for col in dataset.columns:
+            if col.name == dataset.privacy_unit:
+                row[col.name] = f"91310000MA{i:08d}"
+            elif col.name == "credit_grade":
+                row[col.name] = GRADES[i % len(GRADES)]
+            elif isinstance(col.domain, list) and col.domain:
+                row[col.name] = col.domain[i % len(col.domain)]
+            elif col.bounds is not None:
+                row[col.name] = float(col.bounds.lower + (col.bounds.upper - col.bounds.lower) * (i % 7) / 7)
+            else:
+                row[col.name] = f"v{i}"
+        values.append(row)
+    engine = make_warehouse_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE enterprise_tax (uscc VARCHAR, tax_year BIGINT, _rank INTEGER)"))
-        for i in range(rows):
-            conn.execute(text("INSERT INTO enterprise_tax VALUES (:u, 2017, 1)"), {"u": f"U{i:017d}"})
+        metadata.create_all(conn)
+        conn.execute(table.insert(), values)
     engine.dispose()
     return url
 
@@ -170,13 +147,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServiceCont
     migrate(control_url)
     context = ServiceContext.from_settings(build_settings(tmp_path, control_url))
     seed_people(context.control_engine)
-    for name, value in (
-        ("_parse", stand_in_parse),
-        ("_compile", stand_in_compile),
-        ("_execute", counting_execute),
-    ):
-        monkeypatch.setattr(queries, name, value)
-    CALLS.update(compile=0, execute=0)
+    install_spies(monkeypatch)
     yield context
     context.close()
 
@@ -199,8 +170,14 @@ def assert_consistent(ctx: ServiceContext) -> None:
 def test_run_query_charges_releases_and_audits(ctx: ServiceContext) -> None:
     record = queries.run_query(ctx, user="alice", project="fin-lab", sql=SQL, epsilon="0.5")
     assert record.dataset == DATASET and record.project == "fin-lab" and not record.cached
-    assert record.epsilon_spent == Decimal("0.5")
-    assert record.columns == ["count"] and record.rows == [[7.25]] and record.ci95 == [[3.5]]
+    # the charge is what the OpenDP privacy map says (never more than requested)
+    assert record.epsilon_spent == Decimal("0.5") == record.epsilon_charged
+    assert record.columns == ["credit_grade", "count"] and record.key_columns == ["credit_grade"]
+    # every key of the public domain is released; keys carry no noise and no interval
+    assert sorted(row[0] for row in record.rows) == sorted(GRADES)
+    assert all(isinstance(row[1], int) for row in record.rows)
+    assert all(ci[0] is None and isinstance(ci[1], float) and ci[1] > 0 for ci in record.ci95)
+    assert record.extra["budget_unit"] == "epsilon"
     assert record.budget.to_dict() == {
         "user_remaining": "2.5",
         "project_remaining": "2.5",
@@ -219,12 +196,14 @@ def test_default_epsilon_comes_from_the_policy(ctx: ServiceContext) -> None:
 
 
 def test_prebuilt_spec_is_accepted(ctx: ServiceContext) -> None:
-    record = queries.run_query(
-        ctx, user="bob", project="fin-lab", spec=StandInSpec(DATASET, SQL), epsilon="0.2"
-    )
-    assert record.epsilon_spent == Decimal("0.2") and record.sql == SQL
+    spec = parse_sql(SQL, ctx.catalog)
+    record = queries.run_query(ctx, user="bob", project="fin-lab", spec=spec, epsilon="0.2")
+    assert record.epsilon_spent == Decimal("0.2") and record.sql == spec.to_sql()
+    # the same question asked as SQL is the same release
+    again = queries.run_query(ctx, user="bob", project="fin-lab", sql=SQL, epsilon="0.2")
+    assert again.cached and again.release_id == record.release_id
     with pytest.raises(InvalidQuery):
-        queries.run_query(ctx, user="bob", project="fin-lab", sql=SQL, spec=StandInSpec(DATASET, SQL))
+        queries.run_query(ctx, user="bob", project="fin-lab", sql=SQL, spec=spec)
 
 
 def test_identical_query_is_answered_from_the_cache_at_zero_cost(ctx: ServiceContext) -> None:
@@ -232,7 +211,11 @@ def test_identical_query_is_answered_from_the_cache_at_zero_cost(ctx: ServiceCon
     executed = CALLS["execute"]
     # same project, same normalised query and epsilon (another member, other spacing, "0.50")
     again = queries.run_query(
-        ctx, user="bob", project="fin-lab", sql="select  count(*) from enterprise_tax", epsilon="0.50"
+        ctx,
+        user="bob",
+        project="fin-lab",
+        sql="select credit_grade,  count(*)\nfrom enterprise_tax group by credit_grade",
+        epsilon="0.50",
     )
     assert again.cached and again.release_id == first.release_id
     assert again.epsilon_spent == 0 and again.epsilon_charged == Decimal("0.5")
@@ -293,9 +276,7 @@ def test_invalid_query_and_epsilon_are_refused(ctx: ServiceContext) -> None:
 
 def test_budget_exhausted_is_refused_without_running(ctx: ServiceContext) -> None:
     for i in range(3):
-        queries.run_query(
-            ctx, user="alice", project="fin-lab", sql=f"{SQL} WHERE tax_year > {i}", epsilon="1"
-        )
+        queries.run_query(ctx, user="alice", project="fin-lab", sql=distinct_sql(i), epsilon="1")
     executed = CALLS["execute"]
     with pytest.raises(BudgetExceeded) as info:
         queries.run_query(ctx, user="bob", project="fin-lab", sql=SQL, epsilon="0.1")
@@ -357,7 +338,8 @@ def test_preview_spends_nothing(ctx: ServiceContext) -> None:
     before = audit_kinds(ctx)
     result = queries.preview(ctx, user="alice", project="fin-lab", sql=SQL, epsilon="0.5")
     assert result.epsilon == Decimal("0.5") and not result.cached
-    assert result.aggregates == [{"column": "count", "aggregate": "count", "ci95": 3.5}]
+    assert [(a["column"], a["aggregate"]) for a in result.aggregates] == [("count", "count")]
+    assert isinstance(result.aggregates[0]["ci95"], float)
     assert result.budget.user_remaining == 3
     assert audit_kinds(ctx) == before
     assert CALLS["execute"] == 0
@@ -374,8 +356,6 @@ _CHILD = textwrap.dedent(
     from sandbox.services.queries import ServiceContext
     from sandbox.config import Settings
     from pathlib import Path
-
-    t.install_stand_ins()
 
     def hang(ctx, compiled):
         print("reserved", flush=True)

@@ -1,6 +1,6 @@
 """``sandbox query`` and ``sandbox budget``: JSON shapes, readable output, exit code 2 on errors.
 
-Uses the same DP stand-ins as test_ledger_service (until sandbox.dp.compile_query lands).
+Real DP engine and warehouse, as in test_ledger_service.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_ledger_service as svc  # sibling test module with the stand-ins
+import test_ledger_service as svc  # sibling test module: environment helpers
 import typer
 from typer.testing import CliRunner
 
 from sandbox.cli import query_cmd
 from sandbox.control.db import make_engine, migrate
-from sandbox.services import queries
 
 RELEASE_KEYS = {"release_id", "dataset", "epsilon_spent", "columns", "rows", "ci95", "budget"}
 BUDGET_KEYS = {"user_remaining", "project_remaining", "dataset_remaining"}
@@ -34,12 +33,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer
     monkeypatch.setenv("SANDBOX_POLICY_DIR", str(svc.REPO / "policies"))
     monkeypatch.setenv("SANDBOX_CONTROL_DB_URL", control_url)
     monkeypatch.setenv("SANDBOX_WAREHOUSE_URL", svc.make_warehouse(tmp_path / "warehouse.sqlite"))
-    for name, value in (
-        ("_parse", svc.stand_in_parse),
-        ("_compile", svc.stand_in_compile),
-        ("_execute", svc.counting_execute),
-    ):
-        monkeypatch.setattr(queries, name, value)
+    svc.install_spies(monkeypatch)
     app = typer.Typer()
     query_cmd.register(app)
     yield app
@@ -58,7 +52,9 @@ def test_query_json_shape(cli: typer.Typer) -> None:
     assert set(body) == RELEASE_KEYS
     assert body["dataset"] == svc.DATASET
     assert body["epsilon_spent"] == "0.5"
-    assert body["columns"] == ["count"] and body["rows"] == [[7.25]] and body["ci95"] == [[3.5]]
+    assert body["columns"] == ["credit_grade", "count"]
+    assert sorted(r[0] for r in body["rows"]) == sorted(svc.GRADES)
+    assert all(ci[0] is None and ci[1] > 0 for ci in body["ci95"])
     assert body["budget"] == {
         "user_remaining": "2.5",
         "project_remaining": "2.5",
@@ -121,7 +117,7 @@ def test_budget_exceeded_exits_2(cli: typer.Typer) -> None:
             "fin-lab",
             "--epsilon",
             "1",
-            f"{svc.SQL} WHERE x > {i}",
+            svc.distinct_sql(i),
         )
     result = _run(cli, "query", "--as", "bob", "--project", "fin-lab", "--epsilon", "0.1", "--json", svc.SQL)
     assert result.exit_code == 2
@@ -132,7 +128,7 @@ def test_readable_output(cli: typer.Typer) -> None:
     result = _run(cli, "query", "--as", "alice", "--project", "fin-lab", "--epsilon", "0.5", svc.SQL)
     assert result.exit_code == 0, result.output
     assert "epsilon spent: 0.5" in result.stdout
-    assert "7.25 ± 3.5" in result.stdout
+    assert "±" in result.stdout and "credit_grade" in result.stdout
     assert "remaining: you 2.5, project 2.5, dataset 29.5" in result.stdout
     table = _run(cli, "budget", "--as", "alice", "--project", "fin-lab")
     assert table.exit_code == 0
