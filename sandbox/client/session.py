@@ -7,7 +7,6 @@ never touches a database, a policy file or OpenDP.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -194,41 +193,6 @@ class Sandbox:
 
     # -- export gate ---------------------------------------------------------------------
 
-    def _export_files(
-        self, source: str | os.PathLike[str] | QueryResult | pd.DataFrame, filename: str | None
-    ) -> tuple[dict[str, Any], list[str]]:
-        release_ids: list[str] = []
-        if isinstance(source, QueryResult):
-            data = source.df.to_csv(index=False).encode("utf-8")
-            name = filename or f"release-{source.release_id}.csv"
-            release_ids.append(source.release_id)
-            content_type = "text/csv"
-        elif isinstance(source, pd.DataFrame):
-            buf = io.StringIO()
-            source.to_csv(buf, index=False)
-            data = buf.getvalue().encode("utf-8")
-            name = filename or "table.csv"
-            if source.attrs.get("release_id"):
-                release_ids.append(str(source.attrs["release_id"]))
-            content_type = "text/csv"
-        else:
-            path = Path(source)
-            data = path.read_bytes()
-            name = filename or path.name
-            content_type = "application/octet-stream"
-        return {"file": (name, data, content_type)}, release_ids
-
-    def _export_form(
-        self, purpose: str, description: str, project: str | None, release_ids: list[str]
-    ) -> dict[str, str]:
-        form = {"purpose": purpose, "description": description}
-        proj = self._project(project)
-        if proj:
-            form["project"] = proj
-        if release_ids:
-            form["release_ids"] = json.dumps(release_ids)
-        return form
-
     def export(
         self,
         source: str | os.PathLike[str] | QueryResult | pd.DataFrame,
@@ -237,31 +201,66 @@ class Sandbox:
         description: str = "",
         project: str | None = None,
         filename: str | None = None,
+        datasets: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Ask for a file or a release to leave the sandbox; a steward reviews it after the checks."""
-        files, release_ids = self._export_files(source, filename)
-        form = self._export_form(purpose, description, project, release_ids)
-        result: dict[str, Any] = self._transport.request("POST", "exports", data=form, files=files).json()
+        """Ask for a file, a DataFrame or a DP release to leave the sandbox.
+
+        The gateway quarantines it, runs the automatic checks, and stewards review it.
+        Returns the request (``id``, ``status``, ``checks``, ...); follow it with
+        ``sb.check_export(id)``.
+        """
+        name, data, content_type = _export_file(source, filename)
+        form: dict[str, str] = {"purpose": purpose, "description": description}
+        proj = self._project(project)
+        if proj:
+            form["project"] = proj
+        if datasets:
+            form["datasets"] = ",".join(datasets)
+        response = self._transport.request(
+            "POST", "exports", data=form, files={"file": (name, data, content_type)}
+        )
+        result: dict[str, Any] = response.json()
         return result
 
-    def check_export(
-        self,
-        source: str | os.PathLike[str] | QueryResult | pd.DataFrame,
-        *,
-        purpose: str = "",
-        project: str | None = None,
-        filename: str | None = None,
-    ) -> pd.DataFrame:
-        """Run the export gate's automatic checks only (nothing is stored or sent for review)."""
-        files, release_ids = self._export_files(source, filename)
-        form = self._export_form(purpose, "", project, release_ids)
-        result = self._transport.request("POST", "exports/check", data=form, files=files).json()
-        return pd.DataFrame(result["checks"], columns=["check", "verdict", "reason"])
-
-    def export_status(self, export_id: str) -> dict[str, Any]:
-        """The state of one of your export requests."""
-        result: dict[str, Any] = self._transport.get(f"exports/{export_id}")
+    def export_status(self, export_id: int) -> dict[str, Any]:
+        """One export request: status, checks, reviews, decision."""
+        result: dict[str, Any] = self._transport.get(f"exports/{int(export_id)}")
         return result
+
+    def check_export(self, export_id: int) -> pd.DataFrame:
+        """The automatic checks of an export request (check, verdict, reason); status in ``.attrs``."""
+        record = self.export_status(export_id)
+        df = pd.DataFrame(record.get("checks") or [], columns=["check", "verdict", "reason"])
+        df.attrs.update({"export_id": record.get("id"), "status": record.get("status")})
+        return df
+
+    def exports(self) -> pd.DataFrame:
+        """Your export requests (and your projects'), newest first."""
+        data = self._transport.get("exports")
+        return pd.DataFrame(
+            data["exports"],
+            columns=["id", "status", "filename", "project", "tier", "purpose", "created_at", "sha256"],
+        )
+
+
+def _export_file(
+    source: str | os.PathLike[str] | QueryResult | pd.DataFrame, filename: str | None
+) -> tuple[str, bytes, str]:
+    """File name, bytes and content type of what is exported (releases and frames as CSV)."""
+    if isinstance(source, QueryResult):
+        return filename or f"release-{source.release_id}.csv", _csv(source.df), "text/csv"
+    if isinstance(source, pd.DataFrame):
+        release = source.attrs.get("release_id")
+        default = f"release-{release}.csv" if release else "table.csv"
+        return filename or default, _csv(source), "text/csv"
+    path = Path(source)
+    return filename or path.name, path.read_bytes(), "application/octet-stream"
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")
 
 
 def connect(

@@ -22,6 +22,8 @@ from sandbox.audit.store import append as audit_append
 from sandbox.catalog.warehouse import warehouse_tables
 from sandbox.control.db import session_scope
 from sandbox.errors import AccessDenied, AccountInactive
+from sandbox.export import service as export_service
+from sandbox.export.quarantine import QuarantineStore
 from sandbox.gateway import models as wire
 from sandbox.services import queries
 
@@ -272,6 +274,19 @@ def _citation(cat: Any, ds: Any) -> str:
 # --------------------------------------------------------------------------- export gate
 
 
+def _export_ctx(ctx: Any) -> Any:
+    """The export service's context, built once from the services' engines and settings."""
+    export_ctx = getattr(ctx, "_gateway_export_ctx", None)
+    if export_ctx is None:
+        export_ctx = export_service.ExportContext(
+            catalog=ctx.catalog,
+            control_engine=ctx.control_engine,
+            quarantine=QuarantineStore(ctx.settings.quarantine_dir),
+        )
+        ctx._gateway_export_ctx = export_ctx
+    return export_ctx
+
+
 def submit_export(
     ctx: Any,
     account: Account,
@@ -280,16 +295,27 @@ def submit_export(
     purpose: str,
     description: str,
     project: str | None,
-    release_ids: list[str],
+    datasets: list[str] | None,
 ) -> wire.ExportPublic:
-    raise NotImplementedError
+    text = purpose.strip()
+    if description.strip():
+        text = f"{text}\n\n{description.strip()}"
+    record = export_service.submit(
+        _export_ctx(ctx),
+        user=account.name,
+        project=choose_project(account, project),
+        purpose=text,
+        filename=upload.filename,
+        data=upload.content,
+        datasets=datasets,
+    )
+    return wire.export_public(record)
 
 
-def check_export(
-    ctx: Any, account: Account, upload: Upload, *, project: str | None, release_ids: list[str]
-) -> wire.ExportChecks:
-    raise NotImplementedError
+def list_exports(ctx: Any, account: Account) -> wire.Exports:
+    records = export_service.list_exports(_export_ctx(ctx), user=account.name)
+    return wire.Exports(exports=[wire.export_public(r) for r in records])
 
 
-def get_export(ctx: Any, account: Account, export_id: str) -> wire.ExportPublic:
-    raise NotImplementedError
+def get_export(ctx: Any, account: Account, export_id: int) -> wire.ExportPublic:
+    return wire.export_public(export_service.show(_export_ctx(ctx), export_id=export_id, user=account.name))

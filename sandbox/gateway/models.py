@@ -15,8 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from sandbox.policy.models import Dataset, Platform
 
+
+def decimal_text(value: Decimal) -> str:
+    """Exact, plain decimal text without trailing zeros: 0.500 -> "0.5", 3.0 -> "3", 1E+2 -> "100"."""
+    if not value.is_finite():
+        return str(value)
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
 # Decimals on the wire: a JSON string such as "0.5"; requests accept a string or a number.
-WireDecimal = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="json")]
+WireDecimal = Annotated[Decimal, PlainSerializer(decimal_text, return_type=str, when_used="json")]
 Scalar = str | int | float | bool | None
 
 MAX_SQL_CHARS = 20_000
@@ -313,25 +322,75 @@ class RowsPage(_Out):
 
 
 class ExportCheck(_Out):
-    check: str
+    check: str = Field(
+        description="Stable check name: file_type, lineage, identifiers, provenance, sdc_*, ..."
+    )
     verdict: str = Field(description="pass, warn or fail.")
     reason: str
 
 
-class ExportChecks(_Out):
-    filename: str
-    sha256: str
-    size: int
-    checks: list[ExportCheck]
+class ExportReviewPublic(_Out):
+    reviewer: str
+    department: str | None = None
+    decision: str
+    reason: str | None = None
+    at: str | None = None
 
 
 class ExportPublic(_Out):
-    id: str
-    status: str
+    id: int
+    status: str = Field(
+        description="submitted, checked, under_review, approved, rejected, released, withdrawn."
+    )
     filename: str
     sha256: str
     size: int
     project: str
+    requester: str
     purpose: str
+    tier: str = Field(description="Strictest tier of the sources; decides how many stewards review.")
+    datasets: list[str]
+    reviewers_required: int
+    release_ids: list[str] = Field(description="DP releases the file's numbers were traced to.")
+    decision_reason: str | None = None
     created_at: str | None = None
-    checks: list[ExportCheck] = Field(default_factory=list)
+    checks: list[ExportCheck]
+    reviews: list[ExportReviewPublic]
+
+
+class Exports(_Out):
+    exports: list[ExportPublic]
+
+
+def export_public(record: Any) -> ExportPublic:
+    """Wire form of ``sandbox.export.service.ExportRecord``."""
+    return ExportPublic(
+        id=record.id,
+        status=str(getattr(record.status, "value", record.status)),
+        filename=record.filename,
+        sha256=record.sha256,
+        size=record.size,
+        project=record.project,
+        requester=record.requester,
+        purpose=record.purpose,
+        tier=str(getattr(record.tier, "value", record.tier)),
+        datasets=list(record.datasets),
+        reviewers_required=record.reviewers_required,
+        release_ids=list(record.release_ids),
+        decision_reason=record.decision_reason,
+        created_at=record.created_at.isoformat() if record.created_at else None,
+        checks=[
+            ExportCheck(check=c.name, verdict=str(getattr(c.verdict, "value", c.verdict)), reason=c.reason)
+            for c in record.checks
+        ],
+        reviews=[
+            ExportReviewPublic(
+                reviewer=str(r.get("reviewer")),
+                department=r.get("department"),
+                decision=str(r.get("decision")),
+                reason=r.get("reason"),
+                at=r.get("at"),
+            )
+            for r in record.reviews
+        ],
+    )

@@ -1,12 +1,11 @@
-"""``POST exports``, ``POST exports/check`` and ``GET exports/{export_id}``: the export gate.
+"""``POST exports``, ``GET exports`` and ``GET exports/{export_id}``: the export gate (DESIGN §5).
 
-A submitted file goes to quarantine (stored by content hash) and through the automatic
-checks; a steward then decides. ``exports/check`` runs the checks only and stores nothing.
+A submitted file goes to quarantine (stored by content hash), through the automatic checks,
+then to the stewards (``sandbox.export.service``). The caller sees only requests they may read.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, UploadFile, status
@@ -15,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from sandbox.errors import ExportRejected
 from sandbox.gateway import backend
 from sandbox.gateway.deps import Caller, Ctx
-from sandbox.gateway.models import ExportChecks, ExportPublic
+from sandbox.gateway.models import ExportPublic, Exports
 
 router = APIRouter(tags=["export gate"])
 
@@ -24,14 +23,17 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 FileField = Annotated[UploadFile, File(description="The file to export (CSV, XLSX, PNG, PDF, ...).")]
 Purpose = Annotated[str, Form(min_length=1, max_length=2000, description="Why the file must leave.")]
-OptionalPurpose = Annotated[str, Form(max_length=2000, description="Why the file must leave.")]
-Description = Annotated[str, Form(max_length=4000, description="What the file contains.")]
+Description = Annotated[str, Form(max_length=4000, description="What the file contains (optional).")]
 ProjectField = Annotated[
     str | None, Form(min_length=1, max_length=64, description="Project (omit if you have only one).")
 ]
-ReleaseIds = Annotated[
+DatasetsField = Annotated[
     str | None,
-    Form(max_length=20_000, description='JSON list of DP release ids the file derives from, e.g. ["r1"].'),
+    Form(
+        max_length=2000,
+        description="Comma-separated dataset ids the file derives from (default: the project's grants "
+        "and its DP releases).",
+    ),
 ]
 
 
@@ -46,19 +48,10 @@ async def _read(upload: UploadFile) -> backend.Upload:
     return backend.Upload(filename=name, content=data, content_type=upload.content_type or "")
 
 
-def _release_ids(value: str | None) -> list[str]:
+def _datasets(value: str | None) -> list[str] | None:
     if not value:
-        return []
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
-        raise ExportRejected(
-            "release_ids must be a JSON list of release id strings.",
-            hint='For example ["7f3c...", "a9d1..."].',
-        )
-    return parsed
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()] or None
 
 
 @router.post(
@@ -74,7 +67,7 @@ async def post_export(
     purpose: Purpose,
     description: Description = "",
     project: ProjectField = None,
-    release_ids: ReleaseIds = None,
+    datasets: DatasetsField = None,
 ) -> ExportPublic:
     upload = await _read(file)
     return await run_in_threadpool(
@@ -85,37 +78,18 @@ async def post_export(
         purpose=purpose,
         description=description,
         project=project,
-        release_ids=_release_ids(release_ids),
+        datasets=_datasets(datasets),
     )
 
 
-@router.post(
-    "/exports/check",
-    response_model=ExportChecks,
-    summary="Run the export gate's automatic checks only; nothing is stored",
-)
-async def post_export_check(
-    caller: Caller,
-    ctx: Ctx,
-    file: FileField,
-    purpose: OptionalPurpose = "",
-    project: ProjectField = None,
-    release_ids: ReleaseIds = None,
-) -> ExportChecks:
-    upload = await _read(file)
-    return await run_in_threadpool(
-        backend.check_export,
-        ctx,
-        caller.account,
-        upload,
-        project=project,
-        release_ids=_release_ids(release_ids),
-    )
+@router.get("/exports", response_model=Exports, summary="The export requests you may see, newest first")
+async def get_exports(caller: Caller, ctx: Ctx) -> Exports:
+    return await run_in_threadpool(backend.list_exports, ctx, caller.account)
 
 
-@router.get("/exports/{export_id}", response_model=ExportPublic, summary="One of your export requests")
+@router.get("/exports/{export_id}", response_model=ExportPublic, summary="One export request")
 async def get_export(
-    export_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+    export_id: Annotated[int, Path(ge=1, le=2**62, description="Export request id.")],
     caller: Caller,
     ctx: Ctx,
 ) -> ExportPublic:
