@@ -52,6 +52,19 @@ class ConfigError(SandboxError):
     default_hint = "Check the SANDBOX_* environment variables and the policy directory."
 
 
+class InvalidRequest(SandboxError):
+    """A request with a bad value (name, role, date, ...), outside the DP query path."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class AlreadyExists(SandboxError):
+    code = "already_exists"
+    status = 409
+    default_hint = "List the existing entries with `sandbox user|project|grant list`."
+
+
 class PolicyError(SandboxError):
     """A policy file is invalid; ``problems`` lists every ``file: path: message``."""
 

@@ -1,26 +1,10 @@
-"""Errors of account and project administration (not on the query path).
+"""Errors of account and project administration (re-exported from ``sandbox.errors``).
 
-They subclass ``SandboxError`` like every actionable error; the query path raises
-the shared ``AccountInactive`` / ``NotProjectMember`` / ``NoGrant`` from
-``sandbox.errors``.
+They live in ``sandbox.errors`` so the notebook client maps their codes too.
 """
 
 from __future__ import annotations
 
-from sandbox.errors import SandboxError
-
-
-class InvalidRequest(SandboxError):
-    """An administrative request with a bad value (name, role, date, ...)."""
-
-    code = "invalid_request"
-    status = 400
-
-
-class AlreadyExists(SandboxError):
-    code = "already_exists"
-    status = 409
-    default_hint = "List the existing entries with `sandbox user|project|grant list`."
-
+from sandbox.errors import AlreadyExists, InvalidRequest
 
 __all__ = ["AlreadyExists", "InvalidRequest"]
