@@ -51,13 +51,12 @@ class SandboxEnv:
     ctx: ServiceContext
     tokens: dict[str, str]  # user -> token
 
+    @property
+    def authenticator(self) -> StaticTokenAuthenticator:
+        return StaticTokenAuthenticator({tok: user for user, tok in self.tokens.items()})
+
     def app(self) -> Any:
-        return create_app(
-            self.settings,
-            ctx=self.ctx,
-            auth=StaticTokenAuthenticator({tok: user for user, tok in self.tokens.items()}),
-            prefix=PREFIX,
-        )
+        return create_app(self.settings, ctx=self.ctx, auth=self.authenticator, prefix=PREFIX)
 
     def headers(self, user: str) -> dict[str, str]:
         return {"Authorization": f"token {self.tokens[user]}"}
