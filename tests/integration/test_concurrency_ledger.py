@@ -111,6 +111,7 @@ def test_sqlite_threads_never_overspend(sqlite_engine: tuple[str, Engine]) -> No
     _check(engine, _run_threads(engine, parties))
 
 
+@pytest.mark.slow
 def test_sqlite_processes_never_overspend(sqlite_engine: tuple[str, Engine]) -> None:
     url, engine = sqlite_engine
     parties = _seed(engine, 8)
@@ -131,6 +132,7 @@ def test_postgres_threads_never_overspend(pg_database_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_postgres_processes_never_overspend(pg_database_url: str) -> None:
     migrate(pg_database_url)
     engine = make_engine(pg_database_url)
