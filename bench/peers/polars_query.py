@@ -41,9 +41,13 @@ def main() -> None:
             split_evenly_over=1,
             margins=[dp.polars.Margin(by=[args.key], public_info="keys", max_length=10**9)],
         )
-        q = ctx.query().group_by(args.key).agg(
-            dp.len(),
-            pl.col(args.value).fill_null(args.lower).dp.mean((args.lower, args.upper)),
+        q = (
+            ctx.query()
+            .group_by(args.key)
+            .agg(
+                dp.len(),
+                pl.col(args.value).fill_null(args.lower).dp.mean((args.lower, args.upper)),
+            )
         )
         if keys is not None:
             q = q.with_keys(keys)
@@ -51,7 +55,11 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
         groups = out.height
     rss = psutil.Process().memory_info().rss / 2**20
-    print(json.dumps({"system": "opendp 0.16 Context/Polars", "seconds": min(times), "rss_mb": rss, "groups": groups}))
+    print(
+        json.dumps(
+            {"system": "opendp 0.16 Context/Polars", "seconds": min(times), "rss_mb": rss, "groups": groups}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ Collection:
         times.append(time.perf_counter() - t0)
         rows = len(result) - 1
     rss = psutil.Process().memory_info().rss / 2**20
-    print(json.dumps({"system": "smartnoise-sql 1.0.10", "seconds": min(times), "rss_mb": rss, "groups": rows}))
+    print(
+        json.dumps({"system": "smartnoise-sql 1.0.10", "seconds": min(times), "rss_mb": rss, "groups": rows})
+    )
 
 
 if __name__ == "__main__":

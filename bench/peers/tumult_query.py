@@ -59,7 +59,9 @@ def main() -> None:
         base = QueryBuilder("t").enforce(MaxRowsPerID(args.max_rows)).groupby(keys)
         q_count = base.count()
         q_mean = (
-            QueryBuilder("t").enforce(MaxRowsPerID(args.max_rows)).groupby(keys)
+            QueryBuilder("t")
+            .enforce(MaxRowsPerID(args.max_rows))
+            .groupby(keys)
             .average(args.value, args.lower, args.upper)
         )
         c = session.evaluate(q_count, PureDPBudget(args.epsilon / 2)).toPandas()
@@ -69,7 +71,11 @@ def main() -> None:
     # Spark runs in a JVM child: count its RSS too.
     proc = psutil.Process(os.getpid())
     rss = proc.memory_info().rss + sum(ch.memory_info().rss for ch in proc.children(recursive=True))
-    print(json.dumps({"system": "tmlt-analytics 0.21", "seconds": min(times), "rss_mb": rss / 2**20, "groups": groups}))
+    print(
+        json.dumps(
+            {"system": "tmlt-analytics 0.21", "seconds": min(times), "rss_mb": rss / 2**20, "groups": groups}
+        )
+    )
     spark.stop()
 
 
