@@ -241,19 +241,16 @@ def main() -> None:
 
     print()
     print("ratios (targets in brackets)")
-    print(
-        f"  DuckDB     ours / exact SQL             {ratio(f'duckdb/engine/{n}', f'duckdb/exact/{n}')}  [<= 1.2x]"
-    )
-    print(
-        f"  PostgreSQL ours / exact SQL             {ratio(f'postgresql/engine/{n}', f'postgresql/exact/{n}')}  [<= 1.2x]"
-    )
-    print(
-        f"  OpenDP-Polars / ours (DuckDB)           {ratio('peer/opendp-polars', f'duckdb/engine/{n}')}  [>= 100x]"
-    )
-    print(
-        f"  SmartNoise / ours (same PostgreSQL)     {ratio('peer/smartnoise', f'postgresql/engine/{n}')}  [>= 8x]"
-    )
-    print(f"  Tumult / ours (DuckDB)                  {ratio('peer/tumult', f'duckdb/engine/{n}')}")
+    duck_ours, pg_ours = f"duckdb/engine/{n}", f"postgresql/engine/{n}"
+    lines = [
+        ("DuckDB     ours / exact SQL", ratio(duck_ours, f"duckdb/exact/{n}"), "<= 1.2x"),
+        ("PostgreSQL ours / exact SQL", ratio(pg_ours, f"postgresql/exact/{n}"), "<= 1.2x"),
+        ("OpenDP-Polars / ours (DuckDB)", ratio("peer/opendp-polars", duck_ours), ">= 100x"),
+        ("SmartNoise / ours (same PostgreSQL)", ratio("peer/smartnoise", pg_ours), ">= 8x"),
+        ("Tumult / ours (DuckDB)", ratio("peer/tumult", duck_ours), "reported"),
+    ]
+    for label, value, target in lines:
+        print(f"  {label:<38}{value:>10}  [{target}]")
     small, big = results.get(f"postgresql/engine/{args.small_rows}"), results.get(f"postgresql/engine/{n}")
     if small and big and args.small_rows != n:
         growth = big["rss_mb"] - small["rss_mb"]
