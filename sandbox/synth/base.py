@@ -31,6 +31,7 @@ N_DAYS = int((DATE_END - DATE_START).astype(int)) + 1
 N_MONTHS = 33  # 2017-01 .. 2019-09
 
 Array = npt.NDArray[Any]
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 Columns = dict[str, Array]
 
 
@@ -203,11 +204,17 @@ def _domain_array(domain: Sequence[DomainValue]) -> Array:
 def hex_tokens(rng: np.random.Generator, n: int, nbytes: int = 16) -> npt.NDArray[np.object_]:
     """``n`` random lower-case hex tokens of ``2 * nbytes`` characters (pseudonymous ids, SR-40).
 
-    Never ID-number shaped: 32 hex characters drawn at random, not derived from any identifier.
+    Never ID-number shaped: every fourth character is a letter ``a``-``f``, so no run of digits
+    is longer than three (a resident ID needs 17 digits in a row). The tokens are drawn at
+    random, never derived from an identifier.
     """
-    raw = rng.bytes(n * nbytes)
     width = 2 * nbytes
-    text = raw.hex()
+    raw = np.frombuffer(rng.bytes(n * nbytes), dtype=np.uint8).reshape(n, nbytes)
+    nibbles = np.empty((n, width), dtype=np.uint8)
+    nibbles[:, 0::2] = raw >> 4
+    nibbles[:, 1::2] = raw & 0x0F
+    nibbles[:, 3::4] = 10 + nibbles[:, 3::4] % 6
+    text = _HEX_DIGITS[nibbles].tobytes().decode("ascii")
     return np.array([text[i : i + width] for i in range(0, n * width, width)], dtype=object)
 
 
