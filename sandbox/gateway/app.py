@@ -76,8 +76,8 @@ def create_app(
         responses=_ERROR_RESPONSES,
     )
     app.state.settings = settings
-    app.state.ctx = ctx if ctx is not None else _default_context(settings)
     app.state.authenticator = auth if auth is not None else HubAuthenticator()
+    app.state.ctx = ctx if ctx is not None else _default_context(settings)
     app.state.prefix = base
     install_error_handling(app)
     for module in (meta, catalog, queries, rows, exports):
