@@ -52,6 +52,7 @@ CHECK_ORDER = (
     "row_level",
 )
 _MAX_LISTED = 5
+_MIN_ID_DIGITS = 10  # the shortest identifier that can be a bare number: a landline without 0
 
 
 def run_checks(file_bytes: bytes, filename: str, context: CheckContext) -> list[CheckResult]:
@@ -135,13 +136,15 @@ def _scan_table(table: Table, *, exempt: set[tuple[int, str]]) -> list[Finding]:
         if header is not None:
             found.append(header)
         found.extend(scan_text(col, location=table.header_where(col)))
-    frame = table.frame
-    for pos in range(len(frame)):
-        row = frame.iloc[pos]
-        for col in table.columns:
+    for col in table.columns:
+        numbers = table.numbers(col)
+        for pos, cell in enumerate(table.cells(col)):
             if (pos, col) in exempt:
                 continue
-            text = cell_text(row[col])
+            n = numbers[pos]
+            if n is not None and len(str(abs(int(n.value)))) < _MIN_ID_DIGITS:
+                continue  # a plain number too short to be any identifier (decimals never are)
+            text = cell_text(cell)
             if len(text) < 9 and "@" not in text and "沪" not in text:
                 continue
             found.extend(scan_text(text, context=col, location=table.where(pos, col)))

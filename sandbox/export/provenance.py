@@ -161,7 +161,7 @@ def trace_table(table: Table, releases: Sequence[DpRelease], *, layout: Layout |
         if col in labels:
             continue
         for pos in range(len(frame)):
-            n = parse_number(frame.iloc[pos][col])
+            n = table.number(pos, col)
             if n is None:
                 continue
             rid = index.find(n.value, n.places)

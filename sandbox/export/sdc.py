@@ -45,7 +45,6 @@ from sandbox.export.tables import (
     cell_text,
     infer_layout,
     is_suppressed,
-    parse_number,
 )
 from sandbox.policy.models import ExportThresholds, Tier
 
@@ -84,9 +83,11 @@ class _View:
         self.table = inp.table
         self.frame = inp.table.frame
         self.layout = inp.layout or infer_layout(inp.table)
+        counts = [c for c in self.layout.columns_of(ColumnKind.COUNT) if c != self.layout.total_column]
+        self._count_column = counts[0] if len(counts) == 1 else None
 
     def num(self, pos: int, col: str) -> ParsedNumber | None:
-        return parse_number(self.frame.iloc[pos][col])
+        return self.table.number(pos, col)
 
     def subject(self, pos: int, col: str) -> bool:
         if self.num(pos, col) is None:
@@ -99,7 +100,7 @@ class _View:
     def desc(self, pos: int, col: str | None = None) -> str:
         labels = []
         for c in self.layout.labels[:2]:
-            text = cell_text(self.frame.iloc[pos][c]).strip()
+            text = cell_text(self.table.cell(pos, c)).strip()
             if text:
                 labels.append(f"{c}={text}")
         where = f"row {pos + 1}" + (f" ({', '.join(labels)})" if labels else "")
@@ -109,10 +110,9 @@ class _View:
 
     def row_units(self, pos: int) -> Decimal | None:
         """Units behind a row: its one count column, if the table has exactly one."""
-        counts = [c for c in self.layout.columns_of(ColumnKind.COUNT) if c != self.layout.total_column]
-        if len(counts) != 1:
+        if self._count_column is None:
             return None
-        n = self.num(pos, counts[0])
+        n = self.num(pos, self._count_column)
         return n.value if n is not None else None
 
 
@@ -396,7 +396,7 @@ def check_totals(inp: SdcInput, thresholds: ExportThresholds) -> CheckResult:
     inner_rows = [p for p in view.rows() if p not in total_rows and p not in layout.row_statistics]
 
     def unknown(pos: int, col: str) -> bool:
-        return view.num(pos, col) is None and is_suppressed(view.frame.iloc[pos][col])
+        return view.num(pos, col) is None and is_suppressed(view.table.cell(pos, col))
 
     grid_rows = inner_rows + total_rows
     grid_cols = inner_cols + ([tc] if tc else [])

@@ -11,6 +11,7 @@ check results, so a requester sees what the gate assumed).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -89,14 +90,39 @@ def is_suppressed(cell: Any) -> bool:
 
 @dataclass(frozen=True)
 class Table:
-    """One table of a file: ``frame`` holds the cells as published (object dtype)."""
+    """One table of a file: ``frame`` holds the cells as published (object dtype).
+
+    ``cell`` / ``number`` read one cell through per-column caches (row access on a
+    DataFrame is slow; the checks visit every cell several times).
+    """
 
     frame: pd.DataFrame
     name: str = "table"
+    _cells: dict[str, list[Any]] = field(default_factory=dict, compare=False, repr=False)
+    _numbers: dict[str, list[ParsedNumber | None]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def cells(self, column: str) -> list[Any]:
+        if column not in self._cells:
+            self._cells[column] = list(self.frame[column])
+        return self._cells[column]
+
+    def numbers(self, column: str) -> list[ParsedNumber | None]:
+        if column not in self._numbers:
+            self._numbers[column] = [parse_number(c) for c in self.cells(column)]
+        return self._numbers[column]
+
+    def cell(self, row: int, column: str) -> Any:
+        return self.cells(column)[row]
+
+    def number(self, row: int, column: str) -> ParsedNumber | None:
+        return self.numbers(column)[row]
 
     def header_where(self, column: str) -> str:
         prefix = f"{self.name}: " if self.name and self.name != "table" else ""
@@ -276,20 +302,25 @@ _TOTAL_LABELS = frozenset(
 )
 
 
+_STAT_ORDER = (
+    Statistic.MODE,
+    Statistic.MAX,
+    Statistic.MIN,
+    Statistic.QUANTILE,
+    Statistic.MEAN,
+    Statistic.SHARE,
+    Statistic.COUNT,
+    Statistic.SUM,
+)
+
+
+@functools.lru_cache(maxsize=8192)
 def statistic_of(header: str) -> Statistic | None:
     """Which statistic a header (or row label) names, most specific first."""
-    for stat in (
-        Statistic.MODE,
-        Statistic.MAX,
-        Statistic.MIN,
-        Statistic.QUANTILE,
-        Statistic.MEAN,
-        Statistic.SHARE,
-        Statistic.COUNT,
-        Statistic.SUM,
-    ):
+    w = _words(header)
+    for stat in _STAT_ORDER:
         english, chinese = _STAT_WORDS[stat]
-        if _has(header, english, chinese):
+        if any(f" {e} " in w for e in english) or any(c in header for c in chinese):
             return stat
     return None
 
@@ -328,17 +359,16 @@ def _is_sequence(values: list[Decimal]) -> bool:
 def infer_layout(table: Table, overrides: Mapping[str, ColumnKind] | None = None) -> Layout:
     """Classify columns from their cells and headers; find total rows/columns; record why."""
     layout = Layout()
-    frame = table.frame
     overrides = overrides or {}
     for col in table.columns:
-        cells = list(frame[col])
+        cells = table.cells(col)
         if col in overrides:
             layout.kinds[col] = overrides[col]
             stat = statistic_of(col)
             if overrides[col] == ColumnKind.STATISTIC and stat is not None:
                 layout.statistics[col] = stat
             continue
-        numbers = [parse_number(c) for c in cells]
+        numbers = table.numbers(col)
         non_numeric = [c for c, n in zip(cells, numbers, strict=True) if n is None and not is_suppressed(c)]
         parsed = [n for n in numbers if n is not None]
         if non_numeric or not parsed:
@@ -390,13 +420,13 @@ def _find_row_labels(table: Table, layout: Layout) -> None:
     label_cols = layout.labels
     for pos in range(len(frame)):
         for col in label_cols:
-            text = cell_text(frame.iloc[pos][col]).strip()
+            text = cell_text(table.cell(pos, col)).strip()
             if not text:
                 continue
             if is_total_label(text):
                 layout.total_rows.append(pos)
                 break
-            stat = statistic_of(text) if len(text) <= 24 else None
+            stat = statistic_of(text) if len(text) <= 24 and not text[:1].isdigit() else None
             if stat in (Statistic.MAX, Statistic.MIN, Statistic.MODE):
                 layout.row_statistics[pos] = stat
                 break
@@ -424,7 +454,7 @@ def _find_totals(table: Table, layout: Layout) -> None:
             for pos in range(len(frame)):
                 if pos in layout.total_rows:
                     continue
-                nums = [parse_number(frame.iloc[pos][c]) for c in [cand, *others]]
+                nums = [table.number(pos, c) for c in [cand, *others]]
                 if any(n is None for n in nums):
                     continue
                 total, rest = nums[0], nums[1:]
@@ -442,7 +472,7 @@ def _find_totals(table: Table, layout: Layout) -> None:
         last = len(frame) - 1
         agree, checked = True, 0
         for col in body:
-            nums = [parse_number(frame.iloc[p][col]) for p in range(len(frame))]
+            nums = table.numbers(col)
             if any(n is None for n in nums):
                 continue
             values = [n.value for n in nums if n is not None]

@@ -10,6 +10,8 @@ import zlib
 import openpyxl
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox.errors import ExportRejected
 from sandbox.export.checks import (
@@ -254,3 +256,21 @@ def test_unknown_lineage_counts_as_restricted() -> None:
     results = by_name(run_checks(csv_bytes(df), "a.csv", CheckContext("p")))
     assert results["lineage"].verdict == Verdict.WARN
     assert results["provenance"].verdict == Verdict.FAIL
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(["", "*", "<10", "3", "12.5", "x", "合计", "1,234", "13800138000"]),
+            min_size=3,
+            max_size=3,
+        ),
+        max_size=8,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_any_csv_of_plausible_cells_yields_one_result_per_check(rows: list[list[str]]) -> None:
+    text = "k,a,b\n" + "\n".join(",".join(f'"{c}"' for c in r) for r in rows) + "\n"
+    results = run_checks(text.encode(), "h.csv", ctx(TAX))
+    names = [r.name for r in results]
+    assert len(names) == len(set(names)) and names[:3] == ["file_type", "lineage", "identifiers"]

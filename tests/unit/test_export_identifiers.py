@@ -280,3 +280,11 @@ def test_92_code_is_marked_pi_adjacent() -> None:
     code = body + ids.uscc_check_char(body)
     (f,) = ids.scan_text(code)
     assert f.kind == K.USCC and f.pi_adjacent and "natural person" in f.reason
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789Xx -.+@沪A手机１２ \n"), max_size=60))
+def test_scanning_arbitrary_text_never_fails_and_never_echoes(text: str) -> None:
+    for f in ids.scan_text(text):
+        compact = text[f.start : f.end].replace(" ", "").replace("-", "").replace(".", "")
+        if len(compact) > 6 and f.kind != K.EMAIL:
+            assert compact.upper() not in f.reason
