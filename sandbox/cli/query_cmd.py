@@ -44,9 +44,8 @@ def _print_release(record: Any) -> None:
     console = Console()
     spent = format_amount(record.epsilon_spent)
     note = " (identical earlier release, no charge)" if record.cached else ""
-    console.print(
-        f"release [bold]{record.release_id}[/bold]  dataset {record.dataset}  project {record.project}"
-    )
+    console.print(f"release [bold]{record.release_id}[/bold]")
+    console.print(f"dataset {record.dataset}, project {record.project}")
     console.print(f"epsilon spent: {spent}{note}")
     table = Table(show_header=True, header_style="bold")
     for name in record.columns:
