@@ -8,9 +8,12 @@ pass through unchanged and are rendered by the one handler.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import select
 
@@ -28,6 +31,8 @@ from sandbox.gateway import models as wire
 from sandbox.services import queries
 
 OPEN_ROWS_EVENT = "open_data.rows_read"
+T = TypeVar("T")
+_CACHE_LOCK = threading.Lock()
 
 
 register_kind(
@@ -93,6 +98,39 @@ def active_account(ctx: Any, username: str) -> Account:
             organisation=user.organisation,
             projects=tuple(projects),
         )
+
+
+class _SeenTokens:
+    """Digests of tokens already announced in the audit log by this process (bounded)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._seen: set[str] = set()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def first_time(self, digest: str) -> bool:
+        with self._lock:
+            if digest in self._seen:
+                return False
+            if len(self._seen) >= self._limit:
+                self._seen.clear()
+            self._seen.add(digest)
+            return True
+
+
+_SEEN = _SeenTokens()
+
+
+def note_login(ctx: Any, username: str, token: str) -> None:
+    """Audit ``user.login`` the first time this process sees a token (a notebook session starting).
+
+    Only the user name goes to the log; the token is reduced to a digest kept in memory.
+    """
+    digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+    if not _SEEN.first_time(f"{id(ctx)}:{digest}"):
+        return
+    with session_scope(_control(ctx), immediate=True) as session:
+        audit_append(session, "user.login", username, {"user": username, "via": "gateway"})
 
 
 def choose_project(account: Account, project: str | None) -> str:
@@ -236,12 +274,18 @@ def open_rows(ctx: Any, account: Account, dataset_id: str, offset: int, limit: i
     )
 
 
+def _cached(ctx: Any, name: str, make: Callable[[], T]) -> T:
+    """A per-context helper object, built once (the context is shared by every request)."""
+    with _CACHE_LOCK:
+        value = getattr(ctx, name, None)
+        if value is None:
+            value = make()
+            setattr(ctx, name, value)
+        return cast(T, value)
+
+
 def _tables(ctx: Any) -> dict[str, Any]:
-    tables = getattr(ctx, "_gateway_tables", None)
-    if tables is None:
-        tables = warehouse_tables(ctx.catalog)
-        ctx._gateway_tables = tables
-    return tables
+    return _cached(ctx, "_gateway_tables", lambda: warehouse_tables(ctx.catalog))
 
 
 def _scalar(value: Any) -> Any:
@@ -276,15 +320,15 @@ def _citation(cat: Any, ds: Any) -> str:
 
 def _export_ctx(ctx: Any) -> Any:
     """The export service's context, built once from the services' engines and settings."""
-    export_ctx = getattr(ctx, "_gateway_export_ctx", None)
-    if export_ctx is None:
-        export_ctx = export_service.ExportContext(
+    return _cached(
+        ctx,
+        "_gateway_export_ctx",
+        lambda: export_service.ExportContext(
             catalog=ctx.catalog,
             control_engine=ctx.control_engine,
             quarantine=QuarantineStore(ctx.settings.quarantine_dir),
-        )
-        ctx._gateway_export_ctx = export_ctx
-    return export_ctx
+        ),
+    )
 
 
 def submit_export(

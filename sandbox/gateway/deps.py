@@ -49,7 +49,9 @@ async def get_caller(
     token = token_from_header(authorization)
     authenticator: Authenticator = request.app.state.authenticator
     identity = await authenticator.authenticate(token)
-    account = await run_in_threadpool(backend.active_account, request.app.state.ctx, identity.name)
+    ctx = request.app.state.ctx
+    account = await run_in_threadpool(backend.active_account, ctx, identity.name)
+    await run_in_threadpool(backend.note_login, ctx, account.name, token)
     return CallerInfo(identity=identity, account=account)
 
 

@@ -353,6 +353,21 @@ def test_open_row_reads_are_audited(gw: Gateway, env: SandboxEnv) -> None:
         assert any(e.actor == "bob" and e.payload()["dataset"] == "venue_daily_visitors" for e in entries)
 
 
+def test_first_use_of_a_token_is_audited_as_a_login_without_the_token(gw: Gateway, env: SandboxEnv) -> None:
+    gw.request("GET", "whoami", env.headers("frank"))
+    gw.request("GET", "whoami", env.headers("frank"))
+    with session_scope(env.ctx.control_engine) as session:
+        from sqlalchemy import select
+
+        from sandbox.control.models import AuditEntry
+
+        logins = session.scalars(
+            select(AuditEntry).where(AuditEntry.kind == "user.login", AuditEntry.actor == "frank")
+        ).all()
+        assert len(logins) == 1
+        assert env.tokens["frank"] not in logins[0].data
+
+
 # --------------------------------------------------------------------------- export gate
 
 
