@@ -119,13 +119,18 @@ class HubAuthenticator:
                 "Only user tokens may call the gateway.",
                 hint="Call the gateway from your notebook kernel; it holds your user token.",
             )
-        if not self._hub_auth.check_scopes(self._hub_auth.access_scopes, model):
+        if not self._hub_auth.check_scopes(
+            self._hub_auth.access_scopes, {"scopes": model.get("scopes") or []}
+        ):
             raise AccessDenied(
                 "Your hub token does not carry the sandbox access scope.",
                 hint="Ask an admin to add you to a project group, then restart your server from the hub.",
             )
+        name = model.get("name")
+        if not isinstance(name, str) or not name:
+            raise AuthenticationFailed("The hub's answer names no user.")
         return HubIdentity(
-            name=str(model["name"]),
+            name=name,
             groups=tuple(str(g) for g in model.get("groups") or ()),
             scopes=frozenset(str(s) for s in model.get("scopes") or ()),
             admin=bool(model.get("admin", False)),
