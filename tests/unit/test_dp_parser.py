@@ -185,6 +185,12 @@ REFUSED = [
     ("SELEC COUNT(*) FROM enterprise_tax", "query_syntax", "pars"),
     ("SELECT COUNT(* FROM enterprise_tax", "query_syntax", "pars"),
     ("", "query_syntax", "empty"),
+    ("SELECT COUNT(, *) FROM enterprise_tax", "query_syntax", "comma"),
+    ("SELECT COUNT(*) FROM enterprise_tax WHERE tax_year IN (2018,)", "query_syntax", "comma"),
+    ("SELECT COUNT(*),, SUM(vat_paid_wan) FROM enterprise_tax", "query_syntax", "comma"),
+    ("SELECT COUNT(*) FROM enterprise_tax *", "query_syntax", "token"),
+    ("SELECT COUNT(+ *) FROM enterprise_tax", "query_syntax", "token"),
+    ("; SELECT COUNT(*) FROM enterprise_tax", "query_multiple_statements", "statement"),
     ("   ;  ", "query_syntax", "empty"),
     (
         "SELECT credit_grade, COUNT(*) FROM enterprise_tax GROUP BY credit_grade HAVING COUNT(*) > 5",
