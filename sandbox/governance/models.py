@@ -1,7 +1,7 @@
 """Governance tables on the control DB's declarative ``Base`` (migration ``0004_governance``).
 
-* ``applications`` / ``application_datasets``: access applications (SR-12), one decision per
-  dataset by a steward of its provider department.
+* ``applications`` / ``application_datasets``: access applications (SR-12); a dataset is
+  approved when a steward of every one of its provider departments approved it.
 * ``agreements``: versioned data-use agreements (SR-13); ``document`` is the canonical JSON
   of the signed text and ``digest`` its SHA-256 (also in the audit entry).
 * ``consents``: enterprise authorisations of a bank (SR-16); ``audit_hash`` is the hash of
@@ -133,6 +133,8 @@ class ApplicationDataset(Base):
     dataset: Mapped[str] = mapped_column(String(64))
     columns: Mapped[str | None] = mapped_column(Text, default=None)  # JSON list, None = all
     departments: Mapped[str] = mapped_column(Text, default="[]")  # JSON list, providers at submission
+    # JSON {department: {"steward", "approve", "reason", "at"}}: one decision per provider department.
+    decisions: Mapped[str] = mapped_column(Text, default="{}")
     status: Mapped[str] = mapped_column(String(16), default=ItemStatus.PENDING.value)
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

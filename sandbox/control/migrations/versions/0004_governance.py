@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.Column("dataset", sa.String(64), nullable=False),
         sa.Column("columns", sa.Text(), nullable=True),
         sa.Column("departments", sa.Text(), nullable=False),
+        sa.Column("decisions", sa.Text(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("decided_by", sa.Integer(), nullable=True),
         sa.Column("decided_at", _ts(), nullable=True),
