@@ -14,7 +14,7 @@ SQLAlchemy 2.1).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -36,6 +36,9 @@ from sqlalchemy.types import TypeEngine
 
 from sandbox.errors import ConfigError
 from sandbox.policy.models import ColumnType, Dataset
+
+if TYPE_CHECKING:
+    from sandbox.policy.loader import Catalog
 
 RANK_COLUMN = "_rank"
 META_TABLE = "_dataset_meta"
@@ -136,7 +139,7 @@ def dataset_table(dataset: Dataset, metadata: MetaData) -> Table:
     )
 
 
-def warehouse_tables(catalog: Any, metadata: MetaData | None = None) -> dict[str, Table]:
+def warehouse_tables(catalog: Catalog, metadata: MetaData | None = None) -> dict[str, Table]:
     """Every dataset's table, declared from the policies (``catalog.datasets``), keyed by id."""
     md = metadata if metadata is not None else MetaData()
     return {ds_id: dataset_table(ds, md) for ds_id, ds in catalog.datasets.items()}

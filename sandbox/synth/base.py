@@ -22,6 +22,7 @@ import pandas as pd
 
 from sandbox.catalog.warehouse import RANK_COLUMN
 from sandbox.errors import ConfigError, InternalError
+from sandbox.policy.loader import Catalog
 from sandbox.policy.models import Column, ColumnType, Dataset, DomainValue
 
 # Time window of generated records (REQUIREMENTS §6.1): 2017-01-01 .. 2019-09-30.
@@ -53,7 +54,7 @@ class SynthContext:
     dependent tables use it to draw join keys (e.g. tax rows take ``uscc`` from the registry).
     """
 
-    catalog: Any  # sandbox.policy.loader.Catalog (duck-typed: .dataset(id) -> Dataset)
+    catalog: Catalog
     seed: int
     scale: int
     _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)

@@ -218,13 +218,13 @@ def outpatient_visits(b: Builder) -> Columns:
     )
     dept = b.pick_by("dept", dept_group, rng, _DEPT_BY_GROUP)
     icd = b.pick_by("icd10_chapter", dept, rng, _ICD_BY_DEPT, default=_ICD_BASE)
-    fee = lognormal(rng, n, 220.0, 0.9) * np.where(emergency, 1.6, 1.0) * np.where(r_age >= 65, 1.3, 1.0)
+    raw_fee = lognormal(rng, n, 220.0, 0.9) * np.where(emergency, 1.6, 1.0) * np.where(r_age >= 65, 1.3, 1.0)
     ratio = np.select(
         [r_insurance == "职工医保", r_insurance == "居民医保"],
         [rng.uniform(0.6, 0.85, n), rng.uniform(0.4, 0.65, n)],
         default=0.0,
     ).astype(np.float64)
-    fee = np.round(np.clip(fee, 0, b.bounds("total_fee_yuan")[1]), 2)
+    fee = np.round(np.clip(raw_fee, 0, b.bounds("total_fee_yuan")[1]), 2)
     return {
         "patient_pseudo": np.repeat(patients, counts),
         "sex": r_sex,

@@ -6,12 +6,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Engine, MetaData
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from sandbox.catalog.warehouse import make_engine, meta_table, warehouse_tables
-from sandbox.errors import ConfigError
+from sandbox.errors import ConfigError, SandboxError
+from sandbox.policy.loader import Catalog
 from sandbox.synth.base import SynthContext
 from sandbox.synth.generate import GENERATORS, frame_checksum, rows_for
 from sandbox.synth.writer import MetaRow, replace_table
@@ -37,7 +39,7 @@ class SynthResult:
     checksum: str
 
 
-def select_datasets(catalog: Any, datasets: Iterable[str] | None) -> list[str]:
+def select_datasets(catalog: Catalog, datasets: Iterable[str] | None) -> list[str]:
     """The ids to generate, in a stable order (reference tables first); unknown ids raise."""
     wanted = list(catalog.datasets) if datasets is None else [d.strip() for d in datasets if d.strip()]
     for ds_id in wanted:
@@ -52,7 +54,7 @@ def select_datasets(catalog: Any, datasets: Iterable[str] | None) -> list[str]:
 
 
 def synthesize(
-    catalog: Any,
+    catalog: Catalog,
     *,
     scale: int,
     seed: int = DEFAULT_SEED,
@@ -93,7 +95,10 @@ def synthesize(
                 generated_at=datetime.now(UTC).replace(tzinfo=None, microsecond=0),
             )
             hook = (lambda n, _d=ds_id: progress.advance(_d, n)) if progress is not None else None
-            replace_table(eng, tables[ds_id], frame, meta, row, progress=hook)
+            try:
+                replace_table(eng, tables[ds_id], frame, meta, row, progress=hook)
+            except SQLAlchemyError as err:
+                raise _write_failed(ds_id, err) from err
             if ds_id not in PARENTS:
                 ctx.forget(ds_id)
             if progress is not None:
@@ -103,3 +108,15 @@ def synthesize(
         if own_engine:
             eng.dispose()
     return results
+
+
+def _write_failed(dataset: str, err: SQLAlchemyError) -> SandboxError:
+    """A database error as a SandboxError; the previous table is intact (the transaction rolled back)."""
+    cause = err.orig if isinstance(err, DBAPIError) else err
+    first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return ConfigError(
+        f"Could not write {dataset!r} to the warehouse ({type(cause).__name__}: {first_line[:200]}). "
+        "Its previous table, if any, is unchanged.",
+        hint="Check the warehouse URL and that the database is reachable; a DuckDB file cannot be "
+        "written while another process (e.g. a running gateway) holds it open.",
+    )
