@@ -40,6 +40,7 @@ def kernel_environment(settings: HubSettings) -> dict[str, str]:
 def configure(c: Any, settings: HubSettings | None = None) -> HubSettings:
     """Fill the traitlets config ``c`` of JupyterHub; returns the settings used."""
     settings = settings or load_hub_settings()
+    os.umask(0o077)  # hub sqlite, pid file, tokens, and every file servers create: owner-only
     isolation.prepare(settings)
     lockdown.install()  # idempotent; bootstrap normally did it already
 

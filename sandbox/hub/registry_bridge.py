@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,61 +40,47 @@ class Account:
         return self.status == "approved"
 
 
-def _project_names(user: Any) -> tuple[str, ...]:
-    names: set[str] = set()
-    for attr in ("projects", "project_names"):
-        value = getattr(user, attr, None)
-        if isinstance(value, Iterable) and not isinstance(value, str | bytes):
-            names.update(str(getattr(p, "name", p)) for p in value)
-    for membership in getattr(user, "memberships", None) or ():
-        project = getattr(membership, "project", None)
-        if project is not None:
-            names.add(str(project.name))
-    return tuple(sorted(names))
+_engines: dict[str, Any] = {}
 
 
-def _to_account(user: Any) -> Account:
-    if isinstance(user, Account):
-        return user
-    if isinstance(user, dict):
-        return Account(
-            name=str(user["username"] if "username" in user else user["name"]),
-            role=str(user.get("role", "")),
-            status=str(user.get("status", "")),
-            projects=tuple(sorted(str(p) for p in user.get("projects", ()))),
-        )
-    name = getattr(user, "username", None) or user.name
-    return Account(
-        name=str(name),
-        role=str(getattr(user, "role", "")),
-        status=str(getattr(user, "status", "")),
-        projects=_project_names(user),
-    )
+def _engine() -> Any:
+    """One control-DB engine per process (the hub keeps it; the helper process uses it once)."""
+    from sandbox.config import get_settings
+    from sandbox.control.db import open_engine
+
+    url = get_settings().control_db_url
+    engine = _engines.get(url)
+    if engine is None:
+        engine = _engines[url] = open_engine(url)
+    return engine
+
+
+def _account(session: Any, user: Any) -> Account:
+    from sandbox.access import registry
+
+    projects = tuple(p.name for p in registry.user_projects(session, user.username))
+    return Account(name=user.username, role=str(user.role), status=str(user.status), projects=projects)
 
 
 # -- in-process -------------------------------------------------------------------------------
 def login_in_process(username: str, password: str) -> Account | None:
-    """``registry.authenticate``: an Account for a right password, else None (also for unknown users)."""
+    """An Account when the password matches an *approved* account, else None (no reason given)."""
     from sandbox.access import registry
-    from sandbox.errors import SandboxError
+    from sandbox.control.db import session_scope
 
-    try:
-        user = registry.authenticate(username, password)
-    except SandboxError:
-        return None
-    return _to_account(user) if user is not None else None
+    with session_scope(_engine()) as session:
+        user = registry.authenticate(session, username, password)
+        return _account(session, user) if user is not None else None
 
 
 def lookup_in_process(username: str) -> Account | None:
     """The account's current status and projects, or None when there is no such account."""
     from sandbox.access import registry
-    from sandbox.errors import SandboxError
+    from sandbox.control.db import session_scope
 
-    try:
-        user = registry.get_account(username)
-    except SandboxError:
-        return None
-    return _to_account(user) if user is not None else None
+    with session_scope(_engine()) as session:
+        user = registry.find_user(session, username)
+        return _account(session, user) if user is not None else None
 
 
 # -- helper process (isolated mode) ------------------------------------------------------------
@@ -128,7 +113,14 @@ def _run_helper(request: dict[str, Any], run_as: str) -> dict[str, Any]:
 
 def _answer_to_account(answer: dict[str, Any]) -> Account | None:
     account = answer.get("account")
-    return _to_account(account) if account else None
+    if not account:
+        return None
+    return Account(
+        name=str(account["name"]),
+        role=str(account["role"]),
+        status=str(account["status"]),
+        projects=tuple(str(p) for p in account["projects"]),
+    )
 
 
 # -- what the authenticator calls -----------------------------------------------------------------
