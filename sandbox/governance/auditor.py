@@ -28,7 +28,7 @@ from sandbox.audit.store import format_ts
 from sandbox.control.models import AuditEntry, User
 from sandbox.errors import AccessDenied
 from sandbox.governance.common import GovContext, account, reading
-from sandbox.governance.permissions import Action, Scope, check_can, scopes
+from sandbox.governance.permissions import Action, Scope, check_scopes
 from sandbox.policy.loader import Catalog
 
 MAX_PAGE = 500
@@ -74,8 +74,7 @@ class _Filter:
     """Which entries a viewer may read (REQUIREMENTS §4, "Read audit logs")."""
 
     def __init__(self, catalog: Catalog, viewer: User) -> None:
-        check_can(viewer, Action.READ_AUDIT)
-        self.allowed = scopes(viewer, Action.READ_AUDIT)
+        self.allowed = check_scopes(viewer, Action.READ_AUDIT)
         self.viewer = viewer
         dept = viewer.department
         self.own_datasets = (
@@ -178,8 +177,7 @@ def chain_status(ctx: GovContext, *, user: str) -> ChainStatus:
 
 
 def _require_whole_log(viewer: User) -> None:
-    check_can(viewer, Action.READ_AUDIT)
-    if Scope.ANY not in scopes(viewer, Action.READ_AUDIT):
+    if Scope.ANY not in check_scopes(viewer, Action.READ_AUDIT):
         raise AccessDenied(
             "The whole audit chain is for the operator and supervisors (REQUIREMENTS §4).",
             hint="Your own entries are in the audit view (entries).",

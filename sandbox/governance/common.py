@@ -73,7 +73,8 @@ def departments_of(catalog: Catalog, datasets: Iterable[str]) -> frozenset[str]:
 
 def dataset_resource(catalog: Catalog, dataset: str | None, **kwargs: Any) -> Resource:
     departments = departments_of(catalog, [dataset]) if dataset else frozenset()
-    return Resource.of(departments=departments, label=dataset or "", **kwargs)
+    kwargs.setdefault("label", dataset or "")
+    return Resource.of(departments=departments, **kwargs)
 
 
 def text(value: str | None, field: str, *, minimum: int = 1, maximum: int = 10_000) -> str:

@@ -43,7 +43,7 @@ from sandbox.errors import (
 from sandbox.governance.agreements import username_of
 from sandbox.governance.common import GovContext, account, iso, now_or, reading, split_list, writing
 from sandbox.governance.models import Consent, dump
-from sandbox.governance.permissions import Action, Condition, Resource, check_can
+from sandbox.governance.permissions import Action, Condition, Resource, Scope, check_can, check_scopes
 
 ENTERPRISE_KEY = "uscc"  # the column that names the enterprise in F1-F4
 MAX_DAYS = 366  # [D] an authorisation lasts at most a year; renew it by granting again
@@ -422,7 +422,8 @@ def consent_log(ctx: GovContext, *, user: str, enterprise: str | None = None) ->
                 raise AccessDenied("An enterprise sees only its own authorisation log.")
             target = viewer.username
         else:
-            check_can(viewer, Action.READ_AUDIT)
+            if Scope.ANY not in check_scopes(viewer, Action.READ_AUDIT):
+                raise AccessDenied("Only the enterprise itself, the operator and supervisors read this log.")
             if enterprise is None:
                 raise InvalidRequest("Name the enterprise account whose log to show.")
             target = enterprise

@@ -503,6 +503,20 @@ def scopes(actor: ActorLike, action: Action) -> frozenset[Scope]:
     return frozenset(cell(col, action).scope for col in columns_of(actor.role) if cell(col, action).performs)
 
 
+def check_scopes(actor: ActorLike, action: Action) -> frozenset[Scope]:
+    """The scopes under which ``actor`` may perform ``action``; ``AccessDenied`` when there are none.
+
+    For listing views ("Read audit logs": own datasets / own activity / all), where each record
+    is then filtered by the scopes returned.
+    """
+    if actor.status != "approved":
+        raise AccountInactive(f"Account {actor.username!r} is {actor.status}.")
+    allowed = scopes(actor, action)
+    if not allowed:
+        check_can(actor, action)  # raises with the reason
+    return allowed
+
+
 def render_matrix() -> str:
     """The matrix as a Markdown table in our roles' terms (docs/governance.md)."""
     roles = list(ROLE_COLUMNS)
@@ -535,6 +549,7 @@ __all__ = [
     "can",
     "cell",
     "check_can",
+    "check_scopes",
     "columns_of",
     "render_matrix",
     "scope_matches",

@@ -22,7 +22,7 @@ from sandbox.control.models import AuditEntry, Grant, Project
 from sandbox.errors import AccessDenied
 from sandbox.governance.common import GovContext, account, now_or, reading
 from sandbox.governance.models import Agreement, AgreementStatus, load
-from sandbox.governance.permissions import Action, Scope, check_can, scopes
+from sandbox.governance.permissions import Action, Scope, check_scopes
 from sandbox.ledger.models import Release
 from sandbox.ledger.values import ReleaseStatus, exact_sum, format_amount
 
@@ -65,8 +65,7 @@ class DatasetUsage:
 
 def _visible_datasets(ctx: GovContext, session: Session, user: str) -> list[str]:
     viewer = account(session, user)
-    check_can(viewer, Action.READ_AUDIT)
-    allowed = scopes(viewer, Action.READ_AUDIT)
+    allowed = check_scopes(viewer, Action.READ_AUDIT)
     if Scope.ANY in allowed:
         return list(ctx.catalog.datasets)
     if Scope.OWN_DATA in allowed and viewer.department:
