@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import DBAPIError
 
 from sandbox.access import registry
 from sandbox.access.errors import InvalidRequest
@@ -24,7 +25,7 @@ from sandbox.audit.events import register_kind
 from sandbox.audit.store import append as audit_append
 from sandbox.catalog.warehouse import warehouse_tables
 from sandbox.control.db import session_scope
-from sandbox.errors import AccessDenied, AccountInactive
+from sandbox.errors import AccessDenied, AccountInactive, NotFound
 from sandbox.export import service as export_service
 from sandbox.export.quarantine import QuarantineStore
 from sandbox.gateway import models as wire
@@ -253,7 +254,16 @@ def open_rows(ctx: Any, account: Account, dataset_id: str, offset: int, limit: i
     columns = [table.c[name] for name in ds.column_names]
     statement = select(*columns).order_by(*columns).offset(offset).limit(limit + 1)
     with ctx.warehouse_engine.connect() as conn:
-        fetched = [list(r) for r in conn.execute(statement).all()]
+        try:
+            fetched = [list(r) for r in conn.execute(statement).all()]
+        except DBAPIError:
+            conn.rollback()
+            if inspect(conn).has_table(dataset_id):
+                raise  # a real failure: internal_error with a request id
+            raise NotFound(
+                f"The open dataset {dataset_id!r} has not been loaded into the warehouse yet.",
+                hint="Ask the platform operator to run `sandbox synth` for it.",
+            ) from None
     more = len(fetched) > limit
     rows = [[_scalar(v) for v in r] for r in fetched[:limit]]
     with session_scope(_control(ctx), immediate=True) as session:

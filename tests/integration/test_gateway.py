@@ -342,6 +342,11 @@ def test_rows_of_a_non_open_dataset_are_refused(gw: Gateway, env: SandboxEnv) ->
     _error(gw.request("GET", "datasets/enterprise_tax/rows", env.headers("alice")), 403, "access_denied")
 
 
+def test_open_dataset_not_loaded_yet_is_not_found(gw: Gateway, env: SandboxEnv) -> None:
+    assert "medical_institutions" not in DATASETS
+    _error(gw.request("GET", "datasets/medical_institutions/rows", env.headers("alice")), 404, "not_found")
+
+
 def test_open_row_reads_are_audited(gw: Gateway, env: SandboxEnv) -> None:
     gw.request("GET", "datasets/venue_daily_visitors/rows?limit=5", env.headers("bob"))
     with session_scope(env.ctx.control_engine) as session:
