@@ -21,7 +21,7 @@ from sandbox.config import Settings
 from sandbox.gateway.auth import Authenticator, HubAuthenticator
 from sandbox.gateway.errors import install_error_handling
 from sandbox.gateway.models import ErrorResponse
-from sandbox.gateway.routes import catalog, exports, meta, queries, rows
+from sandbox.gateway.routes import catalog, exports, governance, meta, queries, rows
 
 DEFAULT_PREFIX = "/services/sandbox/"
 API_VERSION = "v1"
@@ -82,6 +82,7 @@ def create_app(
     install_error_handling(app)
     for module in (meta, catalog, queries, rows, exports):
         app.include_router(module.router, prefix=api)
+    app.include_router(governance.router, prefix=base.rstrip("/"))  # governance API and pages
     _document_errors_only_in_our_shape(app)
     return app
 

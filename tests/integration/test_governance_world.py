@@ -10,8 +10,9 @@ gateway app with the gateway's test authenticator. Only the hub is replaced: a r
 Accounts: admin (admin), alice (researcher, lead of fin-lab), bob (bank BANK_A, fin-lab),
 frank (researcher, lead of mobility-lab), carol (steward tax_bureau), dave (steward
 health_commission), erin (auditor), ent (enterprise), and added here: sam (steward
-hr_social_security), bea (bank BANK_B), grace (researcher, lead of credit-lab, a project
-with no grants), hugo (researcher, member of credit-lab).
+hr_social_security), tim (steward transport_commission), bea (bank BANK_B), grace
+(researcher, lead of credit-lab, a project with no grants), hugo (researcher, member of
+credit-lab), ivy (researcher).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ HUB_USERS = (
     "grace",
     "hugo",
     "ivy",
+    "tim",
 )
 
 
@@ -123,6 +125,7 @@ def build_world(root: Path) -> World:
             s, "sam", "steward", department="hr_social_security", organisation="HR bureau", actor="admin"
         )
         registry.create_user(s, "bea", "bank", organisation="BANK_B", actor="admin")
+        registry.create_user(s, "tim", "steward", department="transport_commission", actor="admin")
         registry.create_user(s, "grace", "researcher", organisation="Credit institute", actor="admin")
         registry.create_user(s, "hugo", "researcher", organisation="Credit institute", actor="admin")
         registry.create_user(s, "ivy", "researcher", organisation="Credit institute", actor="admin")
