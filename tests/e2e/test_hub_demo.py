@@ -224,3 +224,64 @@ def test_hub_state_folder_is_private(demo_hub: LiveHub) -> None:
     ):
         mode = stat.S_IMODE((state / name).stat().st_mode)
         assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_alice_runs_the_getting_started_notebook_in_jupyterlab(demo_hub: LiveHub) -> None:
+    """Sign in with the form, open the notebook in Lab, Run All, find the DP result table."""
+    import os
+
+    from support import require
+
+    require(os.path.exists(CHROMIUM), f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright (Python) is not installed")
+    artifacts = demo_hub.log_path.parent
+    nb_url = "/hub/user-redirect/lab/tree/notebooks/00-getting-started.ipynb"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(60_000)
+        page = context.new_page()
+        try:
+            page.goto(f"{demo_hub.url}hub/login?next={nb_url}")
+            assert "not isolated" in page.inner_text("body")  # demo announcement on the login page
+            page.fill("#username_input", "alice")
+            page.fill("#password_input", demo_hub.password)
+            page.click("#login_submit")
+            page.wait_for_url("**/user/alice/lab/**", timeout=120_000)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+            banner = page.evaluate("getComputedStyle(document.body, '::after').content")
+            assert "not isolated" in banner
+            page.click("li.lm-MenuBar-item:has-text('Run')")
+            page.click("li.lm-Menu-item:has-text('Run All Cells')")
+            result = page.locator(".jp-OutputArea-output:has(table):has-text('DP release')").first
+            result.wait_for(timeout=120_000)
+            text = result.inner_text()
+            assert "enterprises" in text and "±" in text
+            page.wait_for_selector(".jp-OutputArea-output:has-text('export request')", timeout=120_000)
+            assert (
+                page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count()
+                == 0
+            )
+            result.scroll_into_view_if_needed()
+        finally:
+            page.screenshot(path=str(artifacts / "lab-getting-started.png"))
+            context.close()
+            browser.close()
