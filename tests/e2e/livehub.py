@@ -52,13 +52,13 @@ def _port_free(port: int) -> bool:
 
 
 def free_base_port() -> int:
-    """A port P such that P, P+1 (proxy API), P+81 (hub API) and P+90 (gateway) are all free."""
+    """A port P with P, P+1 (proxy API), P+81 (hub API), P+90/P+91 (gateway API/pages) all free."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         seed = s.getsockname()[1]
     for offset in range(0, 4000, 97):
         base = 20000 + (seed + offset) % 30000
-        if all(_port_free(base + d) for d in (0, 1, 81, 90)):
+        if all(_port_free(base + d) for d in (0, 1, 81, 90, 91)):
             return base
     raise RuntimeError("no free port block found")
 
