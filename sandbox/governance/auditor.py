@@ -6,7 +6,7 @@
   entries about its authorisations.
 * :func:`chain_status`: verification of the whole chain against its recorded head, with the
   head's seq and hash (publish the hash: an extract is checked against it).
-* :func:`write_extract`: the chain as JSON lines in the format of ``sandbox audit export``
+* :func:`extract_lines`: the chain as JSON lines in the format of ``sandbox audit export``
   (one entry per line: seq, ts, kind, actor, data, prev_hash, hash), so
   ``sandbox audit verify --file FILE`` checks an extract downloaded from the gateway.
 """
@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from sandbox.audit import store
 from sandbox.audit.chain import Entry, VerifyResult
-from sandbox.audit.store import format_ts
+from sandbox.audit.store import append, format_ts
 from sandbox.control.models import AuditEntry, User
 from sandbox.errors import AccessDenied
-from sandbox.governance.common import GovContext, account, reading
+from sandbox.governance.common import GovContext, account, reading, writing
 from sandbox.governance.permissions import Action, Scope, check_scopes
 from sandbox.policy.loader import Catalog
 
@@ -200,12 +200,15 @@ def _status(session: Session) -> ChainStatus:
 def extract_lines(ctx: GovContext, *, user: str | None) -> Iterator[str]:
     """The whole chain as JSON lines (``sandbox audit export`` format), for operator and supervisor.
 
-    ``user`` None is the local operator (CLI with database access). The lines are produced
-    from one read transaction, so the extract is a consistent prefix of the chain.
+    The extract is itself an audited act: ``audit.extract_exported`` is appended first, in the
+    same transaction that reads the chain, so the extract ends with the record of its own
+    making. ``user`` None is the local operator (database access).
     """
-    with reading(ctx) as session:
+    with writing(ctx) as session:
         if user is not None:
             _require_whole_log(account(session, user))
+        before = store.head(session)
+        append(session, "audit.extract_exported", user, {"head_seq": before.seq, "user": user})
         lines = [_line(entry) for entry in store.iter_entries(session)]
     yield from lines
 

@@ -32,7 +32,7 @@ _KINDS: list[tuple[str, str, tuple[str, ...]]] = [
         "Usage / outcome report of a project (数据利用情况报告).",
         ("report_id", "project"),
     ),
-    ("audit.extract_exported", "Verifiable extract of the audit chain written.", ("head_seq",)),
+    ("audit.extract_exported", "Extract of the whole audit chain taken (gateway).", ("head_seq",)),
 ]
 
 for _name, _description, _required in _KINDS:

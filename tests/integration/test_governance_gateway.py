@@ -292,7 +292,8 @@ def test_channels_usage_and_auditor_over_http(gw: Gateway, world: World) -> None
     error_of(call(gw, world, "bob", "GET", "audit/status"), 403, "access_denied")
     extract = call(gw, world, "erin", "GET", "audit/extract")
     assert extract.status_code == 200 and extract.headers["content-type"].startswith("application/x-ndjson")
-    assert extract.text.count("\n") == status["count"]
+    assert extract.text.count("\n") == status["count"] + 1  # ends with its own audit.extract_exported
+    assert '"kind": "audit.extract_exported"' in extract.text.splitlines()[-1]
     audit_page = gw.request(
         "GET", f"{PREFIX}governance/audit", world.headers("erin"), params={"kind": "violation."}
     )
