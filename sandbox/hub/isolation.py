@@ -74,7 +74,10 @@ def prepare_isolated(settings: HubSettings) -> None:
     data.chmod(0o700)
     os.chown(state, 0, 0)
     state.chmod(0o700)
-    settings.home_base.mkdir(parents=True, exist_ok=True)
+    if not settings.home_base.exists():
+        # Users must traverse it to reach their own (0700) homes; the hub's umask is 077.
+        settings.home_base.mkdir(parents=True)
+        settings.home_base.chmod(0o711)
 
 
 def prepare(settings: HubSettings) -> None:
