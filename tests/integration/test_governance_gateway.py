@@ -6,6 +6,8 @@
 3. violation report → confirmation → the token is refused, the servers are stopped (fake hub),
    and the public disclosure page lists it without sign-in;
 4. afterwards ``sandbox audit verify`` passes, and editing an audit row makes it fail there.
+
+The tests share one sandbox and run in file order, as one story.
 """
 
 from __future__ import annotations
@@ -275,7 +277,7 @@ def test_channels_usage_and_auditor_over_http(gw: Gateway, world: World) -> None
     )
     assert report.status_code == 201 and report.json()["papers"] == 1
     due = call(gw, world, "erin", "GET", "usage-reports/due").json()
-    assert due and all("overdue" in d for d in due)
+    assert isinstance(due, list) and all("overdue" in d for d in due)
 
     usage = call(gw, world, "carol", "GET", "usage/datasets").json()
     assert [u["dataset"] for u in usage] == ["enterprise_tax"] and usage[0]["queries"] >= 1
@@ -294,6 +296,7 @@ def test_channels_usage_and_auditor_over_http(gw: Gateway, world: World) -> None
     assert extract.status_code == 200 and extract.headers["content-type"].startswith("application/x-ndjson")
     assert extract.text.count("\n") == status["count"] + 1  # ends with its own audit.extract_exported
     assert '"kind": "audit.extract_exported"' in extract.text.splitlines()[-1]
+    status = call(gw, world, "erin", "GET", "audit/status").json()
     audit_page = gw.request(
         "GET", f"{PREFIX}governance/audit", world.headers("erin"), params={"kind": "violation."}
     )
