@@ -1,0 +1,70 @@
+"""Sanctions against a real JupyterHub: confirming a violation stops the user's running server
+through the hub API (``sandbox-ops`` token, ``admin:servers``) and the gateway refuses the
+user's token at once. Marked ``hub``: it starts JupyterHub, the proxy and the gateway
+(``tests/e2e/livehub.py``), so it skips locally without them and fails under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e.livehub import LiveHub, copy_data, prepared_data, running_hub
+
+from sandbox.governance import sanctions
+from sandbox.governance.sanctions import HttpxServerStopper, SanctionServices, ServiceExportWithdrawer
+from sandbox.services.queries import ServiceContext
+
+pytestmark = [pytest.mark.hub, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+    prepared = prepared_data(tmp_path_factory.mktemp("gov-hub-prep"))
+    data = copy_data(prepared, tmp_path_factory.mktemp("gov-hub"), "data")
+    with running_hub("governance", data, "demo") as live:
+        yield live
+
+
+def _server_state(hub: LiveHub, name: str) -> dict[str, object]:
+    response = hub.hub_api("GET", f"users/{name}")
+    response.raise_for_status()
+    servers = response.json().get("servers") or {}
+    return dict(servers.get("", {}))
+
+
+def test_confirmation_stops_the_running_server_and_refuses_the_token(hub: LiveHub, tmp_path: Path) -> None:
+    frank = hub.signed_in("frank")
+    assert _server_state(hub, "frank").get("ready")
+    token = hub.user_token("frank")
+    with hub.gateway(token) as gateway:
+        assert gateway.get("whoami").status_code == 200
+
+    ctx = ServiceContext.from_settings(hub.settings.sandbox)
+    try:
+        stopper = HttpxServerStopper(f"{hub.url}hub/api", hub.ops_token())
+        case = sanctions.report(
+            ctx, reporter="alice", subject="frank", description="Queried outside the agreed scenario."
+        )
+        confirmed = sanctions.confirm(
+            ctx,
+            actor="admin",
+            violation_id=case.id,
+            reason="Confirmed from the query log.",
+            services=SanctionServices(stopper, ServiceExportWithdrawer(ctx)),
+        )
+    finally:
+        ctx.close()
+    assert confirmed.actions is not None
+    assert confirmed.actions["servers"]["status"] in ("stopped", "stop_pending"), confirmed.actions
+
+    deadline = time.monotonic() + 60
+    while _server_state(hub, "frank") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _server_state(hub, "frank"), "the hub still lists frank's server"
+    with hub.gateway(token) as gateway:
+        refused = gateway.get("whoami")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "account_inactive"
+    frank.close()
