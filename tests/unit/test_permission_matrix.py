@@ -23,24 +23,26 @@ from sandbox.errors import AccessDenied, AccountInactive
 from sandbox.governance import permissions as P
 from sandbox.governance.permissions import Action, Condition, MatrixRole, Resource, Scope
 
-MATRIX_TEXT = """
-| Register dataset, set type, conditions and grade | ✔ own data | ◐ technical fields | ✖ | ✖ | ✖ | ✖ | ◐ opinion | view |
-| Move 非开放→有条件 | ◐ with 脱敏 record or consent plus committee opinion | ✖ | ✖ | ✖ | ✖ | ◐ consent | ◐ opinion | view |
-| Browse catalogue, T0 download/API | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ |
-| Apply for 有条件 access | ✖ | ✖ | ✔ | ✔ | ✔ | ✖ | ✖ | view |
-| Approve application and sign agreement | ✔ own data | ◐ countersign | ✖ | ✖ | ✖ | ✖ | ◐ high-risk | view |
-| Grant or revoke per-enterprise authorisation | ✖ | ✖ | ✖ | ✖ | ✖ | ✔ own record | ✖ | view |
-| Query T1 in sandbox | ✖ (not as user) | ✖ | ✔ per agreement | ✔ | ✔ | ✖ | ✖ | ✖ |
-| DP query on T2/T3 | ✖ | ✖ | ◐ agreement, budget | ◐ also needs authorisation for row-targeted enterprise queries | ◐ | ✖ | ✖ | ✖ |
-| See raw rows of T2/T3 | ◐ own data, outside the sandbox | ◐ break-glass, logged | ✖ | ✖ | ✖ | ✖ | ✖ | ✖ |
-| Request export | ✖ | ✖ | ✔ | ✔ | ✔ | ✖ | ✖ | ✖ |
-| Approve export (T2/T3) | ✔ own data | ✔ review desk | ✖ | ✖ | ✖ | ✖ | ◐ escalations | view |
-| Set DP budget caps | ✔ own data | ◐ platform-wide ceilings | ✖ | ✖ | ✖ | ✖ | ◐ advise | view |
-| File demand, correction, 举报 | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ |
-| Record violation, restrict or close access | ✔ own data | ✔ platform-wide | ✖ | ✖ | ✖ | ✖ | ◐ opinion | ◐ direct |
-| Publish disclosure list | ◐ | ✔ | ✖ | ✖ | ✖ | ✖ | ✖ | ✔ |
-| Read audit logs | own datasets | ✔ | own activity | own | own | own authorisations | case files | ✔ all |
-"""
+# REQUIREMENTS §4, word for word (one row per line).
+MATRIX_ROWS = (
+    "| Register dataset, set type, conditions and grade | ✔ own data | ◐ technical fields | ✖ | ✖ | ✖ | ✖ | ◐ opinion | view |",  # noqa: E501
+    "| Move 非开放→有条件 | ◐ with 脱敏 record or consent plus committee opinion | ✖ | ✖ | ✖ | ✖ | ◐ consent | ◐ opinion | view |",  # noqa: E501
+    "| Browse catalogue, T0 download/API | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ |",
+    "| Apply for 有条件 access | ✖ | ✖ | ✔ | ✔ | ✔ | ✖ | ✖ | view |",
+    "| Approve application and sign agreement | ✔ own data | ◐ countersign | ✖ | ✖ | ✖ | ✖ | ◐ high-risk | view |",  # noqa: E501
+    "| Grant or revoke per-enterprise authorisation | ✖ | ✖ | ✖ | ✖ | ✖ | ✔ own record | ✖ | view |",
+    "| Query T1 in sandbox | ✖ (not as user) | ✖ | ✔ per agreement | ✔ | ✔ | ✖ | ✖ | ✖ |",
+    "| DP query on T2/T3 | ✖ | ✖ | ◐ agreement, budget | ◐ also needs authorisation for row-targeted enterprise queries | ◐ | ✖ | ✖ | ✖ |",  # noqa: E501
+    "| See raw rows of T2/T3 | ◐ own data, outside the sandbox | ◐ break-glass, logged | ✖ | ✖ | ✖ | ✖ | ✖ | ✖ |",  # noqa: E501
+    "| Request export | ✖ | ✖ | ✔ | ✔ | ✔ | ✖ | ✖ | ✖ |",
+    "| Approve export (T2/T3) | ✔ own data | ✔ review desk | ✖ | ✖ | ✖ | ✖ | ◐ escalations | view |",
+    "| Set DP budget caps | ✔ own data | ◐ platform-wide ceilings | ✖ | ✖ | ✖ | ✖ | ◐ advise | view |",
+    "| File demand, correction, 举报 | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ | ✔ |",
+    "| Record violation, restrict or close access | ✔ own data | ✔ platform-wide | ✖ | ✖ | ✖ | ✖ | ◐ opinion | ◐ direct |",  # noqa: E501
+    "| Publish disclosure list | ◐ | ✔ | ✖ | ✖ | ✖ | ✖ | ✖ | ✔ |",
+    "| Read audit logs | own datasets | ✔ | own activity | own | own | own authorisations | case files | ✔ all |",  # noqa: E501
+)
+MATRIX_TEXT = "\n".join(MATRIX_ROWS)
 
 COLUMNS = [
     MatrixRole.PROVIDER,
@@ -239,7 +241,9 @@ def expected_answer(want: Expect, actor: SimpleNamespace, resource: Resource, vi
 
 @pytest.mark.parametrize("action", list(Action))
 @pytest.mark.parametrize("role", list(OUR_ROLES))
-def test_every_role_action_pair_is_allowed_or_refused_as_the_matrix_says(role: UserRole, action: Action) -> None:
+def test_every_role_action_pair_is_allowed_or_refused_as_the_matrix_says(
+    role: UserRole, action: Action
+) -> None:
     actor = make_actor(role)
     for label, resource, view in probes(actor):
         want = any(expected_answer(EXPECTED[action][col], actor, resource, view) for col in OUR_ROLES[role])

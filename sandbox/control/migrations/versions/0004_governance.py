@@ -78,9 +78,7 @@ def upgrade() -> None:
         _fk("application_datasets", "application_id", "applications"),
         _fk("application_datasets", "decided_by", "users"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_application_datasets")),
-        sa.UniqueConstraint(
-            "application_id", "dataset", name="uq_application_datasets_application_dataset"
-        ),
+        sa.UniqueConstraint("application_id", "dataset", name="uq_application_datasets_application_dataset"),
     )
 
     op.create_table(
