@@ -53,6 +53,15 @@ def serve(
         typer.Option(help="Port (default: from JUPYTERHUB_SERVICE_URL, else 10101).", min=1, max=65535),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    pages_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also serve the HTML pages (no API) on this port of the same host; the hub routes "
+            "the service prefix there (sandbox.gateway.pages). Default: API only.",
+            min=1,
+            max=65535,
+        ),
+    ] = None,
 ) -> None:
     """Serve the gateway API under $JUPYTERHUB_SERVICE_PREFIX (default /services/sandbox/)."""
     try:
@@ -62,11 +71,26 @@ def serve(
         from sandbox.gateway.app import create_app, service_prefix
 
         bind_host, bind_port = listen_address(host, port)
-        app = create_app(get_settings())
+        settings = get_settings()
+        app = create_app(settings)
+        pages = None
+        if pages_port is not None:
+            from sandbox.gateway.pages import create_pages_app
+
+            pages = create_pages_app(settings, ctx=app.state.ctx)  # one service context for both
     except SandboxError as err:
         fail(err, as_json=False)
     typer.echo(f"sandbox gateway on http://{bind_host}:{bind_port}{service_prefix()}api/v1/", err=True)
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level=log_level, proxy_headers=False, workers=1)
+    if pages is None:
+        uvicorn.run(app, host=bind_host, port=bind_port, log_level=log_level, proxy_headers=False, workers=1)
+        return
+    from sandbox.gateway.pages.serving import Listener
+    from sandbox.gateway.pages.serving import serve as serve_listeners
+
+    typer.echo(f"sandbox pages on http://{bind_host}:{pages_port}{service_prefix()}", err=True)
+    serve_listeners(
+        [Listener(app, bind_host, bind_port), Listener(pages, bind_host, pages_port)], log_level=log_level
+    )
 
 
 def register(app: typer.Typer) -> None:
