@@ -1,11 +1,18 @@
-"""The gateway as a hub service, kept off the public proxy (JUPYTERHUB-NOTES §1, RBAC fact 5).
+"""The gateway as a hub service: its JSON API kept off the public proxy (JUPYTERHUB-NOTES §1, RBAC fact 5).
 
-The hub starts the gateway (``sandbox gateway serve``) as a *managed* service **with a
-command but no ``url``**: the hub gives it a service token and stops it with itself,
-but adds no proxy route, so ``http://<hub>/services/sandbox/...`` answers 404 from the
-outside. The gateway binds 127.0.0.1:``SANDBOX_GATEWAY_PORT`` and kernels reach it at
-``SANDBOX_GATEWAY_URL`` (set in ``c.Spawner.environment``). Were it routed, anyone could
-copy the kernel's hub token and query from outside the sandbox, around the export gate.
+The hub starts the gateway (``sandbox gateway serve``) as a *managed* service. The process
+has **two listeners**:
+
+* the JSON API on 127.0.0.1:``SANDBOX_GATEWAY_PORT``, which no proxy route points at:
+  kernels reach it at ``SANDBOX_GATEWAY_URL`` (set in ``c.Spawner.environment``). Were it
+  routed, anyone could copy the kernel's hub token and query from outside the sandbox,
+  around the export gate;
+* the HTML pages (no API routes at all) on 127.0.0.1:``SANDBOX_PAGES_PORT``: this is the
+  service's ``url``, so the hub routes ``/services/sandbox/`` there and creates the OAuth
+  client browsers sign in with (stewards' review pages, the public disclosure list).
+
+So ``http://<hub>/services/sandbox/api/v1/...`` reaches the pages app, which has no such
+path, and answers 404 from the outside.
 
 A second, command-less service, ``sandbox-ops``, holds a token (file in the 0700 state
 folder) that lets the operator's CLI stop servers and delete tokens when access is
@@ -54,7 +61,7 @@ def read_or_create_token(path: Path) -> str:
 
 
 def gateway_command(settings: HubSettings) -> list[str]:
-    """``sandbox gateway serve`` bound to loopback. No secret ever goes on the command line (ps)."""
+    """``sandbox gateway serve`` (API and pages) bound to loopback. No secret on the command line (ps)."""
     return [
         settings.python,
         "-m",
@@ -65,6 +72,8 @@ def gateway_command(settings: HubSettings) -> list[str]:
         "127.0.0.1",
         "--port",
         str(settings.gateway_port),
+        "--pages-port",
+        str(settings.pages_port),
     ]
 
 
@@ -88,10 +97,12 @@ def gateway_environment(settings: HubSettings, environ: dict[str, str] | None = 
 
 
 def gateway_service(settings: HubSettings) -> dict[str, Any]:
-    """The ``c.JupyterHub.services`` entry of the gateway: managed, no ``url`` (no proxy route)."""
+    """The ``c.JupyterHub.services`` entry of the gateway: managed; its ``url`` is the pages listener."""
     service: dict[str, Any] = {
         "name": SERVICE_NAME,
         "display": False,
+        "url": settings.pages_url,  # proxy route /services/sandbox/ -> pages only (never the API port)
+        "oauth_no_confirm": True,  # part of the platform: no "authorize this service?" page
         "command": gateway_command(settings),
         "environment": gateway_environment(settings),
         "api_token": read_or_create_token(settings.gateway_token_file),

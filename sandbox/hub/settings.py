@@ -10,7 +10,8 @@ which start the hub). Stdlib only, like the rest of ``sandbox.hub``'s light modu
 | ``SANDBOX_HUB_BIND`` | ``127.0.0.1`` | address of the public proxy |
 | ``SANDBOX_HUB_API_PORT`` | port + 81 | hub API (kernels and the gateway talk to it) |
 | ``SANDBOX_PROXY_API_PORT`` | port + 1 | configurable-http-proxy's REST API |
-| ``SANDBOX_GATEWAY_PORT`` | port + 90 | gateway, bound to 127.0.0.1 only, never routed by the proxy |
+| ``SANDBOX_GATEWAY_PORT`` | port + 90 | gateway JSON API on 127.0.0.1, never routed by the proxy |
+| ``SANDBOX_PAGES_PORT`` | port + 91 | gateway pages (HTML, no API) on 127.0.0.1, routed at the prefix |
 | ``SANDBOX_HUB_STATE_DIR`` | ``<data>/hub`` | hub sqlite, cookie secret, proxy pid (folder 0700) |
 | ``SANDBOX_HOME_BASE`` | ``<data>/homes`` (demo) / ``/home`` (isolated) | where user homes live |
 | ``SANDBOX_UNIX_USER_PREFIX`` | ``sb-`` | isolated mode: hub user ``alice`` runs as Unix user ``sb-alice`` |
@@ -87,6 +88,7 @@ class HubSettings:
     hub_api_port: int = 0
     proxy_api_port: int = 0
     gateway_port: int = 0
+    pages_port: int = 0
     state_dir: Path = Path()
     home_base: Path = Path()
     unix_user_prefix: str = field(default_factory=lambda: os.environ.get("SANDBOX_UNIX_USER_PREFIX", "sb-"))
@@ -101,6 +103,7 @@ class HubSettings:
             "hub_api_port": _env_int("SANDBOX_HUB_API_PORT", self.port + 81),
             "proxy_api_port": _env_int("SANDBOX_PROXY_API_PORT", self.port + 1),
             "gateway_port": _env_int("SANDBOX_GATEWAY_PORT", self.port + 90),
+            "pages_port": _env_int("SANDBOX_PAGES_PORT", self.port + 91),
         }
         for name, value in derived.items():
             if not getattr(self, name):
@@ -114,13 +117,13 @@ class HubSettings:
             base = os.environ.get("SANDBOX_HOME_BASE")
             default = self.sandbox.data_dir / "homes" if self.mode is HubMode.DEMO else Path("/home")
             object.__setattr__(self, "home_base", Path(base).resolve() if base else default)
-        ports = [self.port, self.hub_api_port, self.proxy_api_port, self.gateway_port]
+        ports = [self.port, self.hub_api_port, self.proxy_api_port, self.gateway_port, self.pages_port]
         if len(set(ports)) != len(ports):
             raise ConfigError(
                 f"Hub ports collide: public {self.port}, hub API {self.hub_api_port}, "
-                f"proxy API {self.proxy_api_port}, gateway {self.gateway_port}.",
+                f"proxy API {self.proxy_api_port}, gateway {self.gateway_port}, pages {self.pages_port}.",
                 hint="Set SANDBOX_PORT (and optionally SANDBOX_HUB_API_PORT / SANDBOX_PROXY_API_PORT / "
-                "SANDBOX_GATEWAY_PORT) to distinct ports.",
+                "SANDBOX_GATEWAY_PORT / SANDBOX_PAGES_PORT) to distinct ports.",
             )
 
     # -- URLs ---------------------------------------------------------------------------------
@@ -137,6 +140,11 @@ class HubSettings:
     def gateway_url(self) -> str:
         """Where kernels reach the gateway (loopback, outside the proxy); ends with the service prefix."""
         return f"http://127.0.0.1:{self.gateway_port}{SERVICE_PREFIX}"
+
+    @property
+    def pages_url(self) -> str:
+        """The gateway's pages listener: the ``url`` of the hub service (routed at SERVICE_PREFIX)."""
+        return f"http://127.0.0.1:{self.pages_port}"
 
     # -- state files --------------------------------------------------------------------------
     @property
