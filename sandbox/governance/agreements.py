@@ -296,6 +296,16 @@ def sign(
     now: datetime,
 ) -> Agreement:
     previous = session.get(Agreement, app.renews_agreement_id) if app.renews_agreement_id else None
+    wanted = {i.dataset for i in items}
+    for other in in_force_agreements(session, project, now):
+        covered = sorted(wanted & set(other.dataset_ids()))
+        if covered and (previous is None or other.id != previous.id):
+            # Two applications for the same data were pending; the first approval won.
+            raise InvalidTransition(
+                f"Project {project.name!r} meanwhile holds agreement {other.number} v{other.version} "
+                f"for {covered}.",
+                hint=f"Withdraw it, or renew it (--renews {other.id}) instead of this application.",
+            )
     if previous is not None:
         number, version = previous.number, previous.version + 1
         end_agreement(session, previous, AgreementStatus.SUPERSEDED, actor=actor, reason="renewed", now=now)

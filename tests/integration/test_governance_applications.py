@@ -348,6 +348,21 @@ def test_an_overdue_usage_report_blocks_renewal(world: World) -> None:
     assert renewal.renews == agreement.id
 
 
+def test_two_pending_applications_for_the_same_data_cannot_both_be_signed(world: World) -> None:
+    project, lead = new_project(world)
+    first = submit(world, project, lead, ["enterprise_tax"])
+    second = submit(world, project, lead, ["enterprise_tax"], purpose="A second, different purpose of use.")
+    applications.decide(world.ctx, steward="carol", application_id=first.id, approve=True, reason="ok")
+    with pytest.raises(InvalidTransition, match="meanwhile holds"):
+        applications.decide(world.ctx, steward="carol", application_id=second.id, approve=True, reason="ok")
+    assert applications.show(world.ctx, user=lead, application_id=second.id).status == "submitted"
+    refused = applications.decide(
+        world.ctx, steward="carol", application_id=second.id, approve=False, reason="dup"
+    )
+    assert refused.status == "refused"
+    can_query(world, lead, project, "enterprise_tax")
+
+
 def test_visibility_of_applications(world: World) -> None:
     project, lead = new_project(world)
     app = submit(world, project, lead, ["enterprise_tax"])
