@@ -18,7 +18,7 @@ every role). Filers see their own requests; stewards their department's; admins 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -502,22 +502,40 @@ def report_overdue(session: Session, agreement: Agreement, now: datetime | None 
 
 
 def reporting_status(
-    ctx: GovContext, *, overdue_only: bool = False, now: datetime | None = None
+    ctx: GovContext, *, user: str | None = None, overdue_only: bool = False, now: datetime | None = None
 ) -> list[ReportDue]:
-    """The reporting position of every agreement in force or expired (not withdrawn/superseded)."""
+    """The reporting position of every agreement in force or expired (not withdrawn/superseded).
+
+    ``user`` limits it to what they may see: admins and auditors all, stewards the agreements
+    covering their department's datasets, data users their projects'. None: the local operator.
+    """
     now = now_or(now)
     with reading(ctx) as session:
+        visible = _agreement_filter(ctx, session, user)
         rows = session.scalars(
             select(Agreement).where(Agreement.status == AgreementStatus.ACTIVE.value).order_by(Agreement.id)
         )
         out = []
         for agreement in rows:
-            if effective_status(agreement, now) not in ("active", "expired"):
+            if effective_status(agreement, now) not in ("active", "expired") or not visible(agreement):
                 continue
             due = report_due(session, agreement, now)
             if due.overdue or not overdue_only:
                 out.append(due)
         return out
+
+
+def _agreement_filter(ctx: GovContext, session: Session, user: str | None) -> Callable[[Agreement], bool]:
+    if user is None:
+        return lambda _agreement: True
+    viewer = account(session, user)
+    if viewer.role in (UserRole.ADMIN, UserRole.AUDITOR):
+        return lambda _agreement: True
+    if viewer.role == UserRole.STEWARD:
+        dept = viewer.department
+        return lambda a: any(dept in ctx.catalog.dataset(d).provider for d in a.dataset_ids())
+    mine = {p.id for p in registry.user_projects(session, viewer.username)}
+    return lambda a: a.project_id in mine
 
 
 __all__ = [

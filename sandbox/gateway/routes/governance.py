@@ -459,8 +459,7 @@ async def get_reports_due(caller: Caller, ctx: Ctx, overdue: bool = False) -> li
 
 
 def _reporting(ctx: Any, user: str, overdue: bool) -> list[channels.ReportDue]:
-    usage.dataset_usage(ctx, user=user, dataset=None)  # same audience as the usage pages
-    return channels.reporting_status(ctx, overdue_only=overdue)
+    return channels.reporting_status(ctx, user=user, overdue_only=overdue)
 
 
 @router.get(
@@ -641,7 +640,7 @@ async def page_requests(request: Request, caller: Caller, ctx: Ctx) -> HTMLRespo
 @router.get("/governance/usage", response_class=HTMLResponse, include_in_schema=False)
 async def page_usage(request: Request, caller: Caller, ctx: Ctx) -> HTMLResponse:
     records = await _run(usage.dataset_usage, ctx, user=caller.name)
-    due = await _run(channels.reporting_status, ctx)
+    due = await _run(channels.reporting_status, ctx, user=caller.name)
     return _page(request, "usage.html", user=caller.account, usage=records, due=due)
 
 
