@@ -301,6 +301,8 @@ def test_channels_usage_and_auditor_over_http(gw: Gateway, world: World) -> None
         "GET", f"{PREFIX}governance/audit", world.headers("erin"), params={"kind": "violation."}
     )
     assert audit_page.status_code == 200 and status["head_hash"] in audit_page.text
+    download = gw.request("GET", f"{PREFIX}governance/audit/extract", world.headers("erin"))
+    assert download.status_code == 200 and download.text.count("\n") == status["count"] + 1
 
 
 # --------------------------------------------------------------------------- 4. the chain afterwards

@@ -668,6 +668,12 @@ async def page_audit(
     return _page(request, "audit.html", user=caller.account, page=page, status=status, filters=filters)
 
 
+@router.get("/governance/audit/extract", include_in_schema=False)
+async def page_audit_extract(caller: Caller, ctx: Ctx) -> Response:
+    """The extract for browsers (the pages listener serves no ``/api`` path)."""
+    return await get_audit_extract(caller, ctx)
+
+
 def _status_or_none(ctx: Any, user: str) -> auditor.ChainStatus | None:
     from sandbox.errors import AccessDenied
 
