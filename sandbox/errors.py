@@ -73,6 +73,20 @@ class PolicyError(SandboxError):
     default_hint = "Run `sandbox policy check` and fix every problem it lists."
 
 
+class MethodNotAllowed(SandboxError):
+    code = "method_not_allowed"
+    status = 405
+    default_hint = "See the OpenAPI description for the methods each path accepts."
+
+
+class HubUnavailable(SandboxError):
+    """JupyterHub could not be asked who the caller is."""
+
+    code = "hub_unavailable"
+    status = 503
+    default_hint = "Try again in a minute; if it persists, tell the platform operator."
+
+
 class NotFound(SandboxError):
     code = "not_found"
     status = 404

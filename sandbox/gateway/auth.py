@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from sandbox.errors import AccessDenied, AuthenticationFailed, ConfigError
-from sandbox.gateway.errors import HubUnavailable
+from sandbox.errors import AccessDenied, AuthenticationFailed, ConfigError, HubUnavailable
 
 log = logging.getLogger("sandbox.gateway.auth")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,27 +25,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.access.errors import InvalidRequest
-from sandbox.errors import InternalError, NotFound, SandboxError
+from sandbox.errors import (
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    SandboxError,
+)
 
 log = logging.getLogger("sandbox.gateway")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 VALIDATION_HINT = "Check the request against the gateway's OpenAPI description (<prefix>api/v1/openapi.json)."
-
-
-class MethodNotAllowed(SandboxError):
-    code: ClassVar[str] = "method_not_allowed"
-    status: ClassVar[int] = 405
-    default_hint: ClassVar[str] = "See the OpenAPI description for the methods each path accepts."
-
-
-class HubUnavailable(SandboxError):
-    """JupyterHub could not be asked who the caller is."""
-
-    code: ClassVar[str] = "hub_unavailable"
-    status: ClassVar[int] = 503
-    default_hint: ClassVar[str] = "Try again in a minute; if it persists, tell the platform operator."
 
 
 def request_id_of(request: Request) -> str:

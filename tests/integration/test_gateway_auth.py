@@ -14,7 +14,7 @@ import pytest
 from jupyterhub.services.auth import HubAuth
 
 from sandbox.config import Settings
-from sandbox.errors import AccessDenied, AuthenticationFailed, ConfigError
+from sandbox.errors import AccessDenied, AuthenticationFailed, ConfigError, HubUnavailable
 from sandbox.gateway.app import create_app, service_prefix
 from sandbox.gateway.auth import (
     Authenticator,
@@ -23,7 +23,6 @@ from sandbox.gateway.auth import (
     StaticTokenAuthenticator,
     token_from_header,
 )
-from sandbox.gateway.errors import HubUnavailable
 
 
 @pytest.mark.parametrize(
