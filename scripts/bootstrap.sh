@@ -10,6 +10,7 @@ log() { printf '\033[1mbootstrap:\033[0m %s\n' "$*"; }
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   need=()
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  fc-list 2>/dev/null | grep -qi "cjk\|wqy" || need+=(fonts-wqy-zenhei)
   [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
   command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
   /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
