@@ -427,3 +427,12 @@ def test_builder_sql_is_the_subset() -> None:
         'SELECT "credit_grade", COUNT(*), AVG("vat_paid_wan") FROM "enterprise_tax" GROUP BY "credit_grade"'
     )
     assert isinstance(QuerySpec, type)
+
+
+def test_builder_docstring_example_runs() -> None:
+    import doctest
+
+    import sandbox.dp.builder
+
+    result = doctest.testmod(sandbox.dp.builder, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 2 and result.failed == 0
