@@ -475,8 +475,9 @@ def violation_confirm(
 ) -> None:
     """Confirm: revoke the account, freeze its budget, stop its servers, withdraw its exports, publish.
 
-    Servers are stopped through ``$JUPYTERHUB_API_URL`` with the token in
-    ``$SANDBOX_HUB_STOP_TOKEN_FILE`` (``admin:servers``); without them the step is recorded as not done.
+    Servers are stopped through the hub API with a token holding ``admin:servers``
+    (``$SANDBOX_HUB_STOP_TOKEN_FILE``, else this host's ``sandbox-ops`` token); without one the step
+    is recorded as not done.
     """
     from sandbox.governance import sanctions
 

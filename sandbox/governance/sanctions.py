@@ -15,8 +15,9 @@
   deleted).
 * :func:`disclosures`: the public list; no sign-in needed.
 
-The hub call needs a token with the ``admin:servers`` scope (the gateway's service token, or
-the ``sandbox-ops`` service token; see docs/governance.md).
+The hub call needs a token with the ``admin:servers`` scope: ``$SANDBOX_HUB_STOP_TOKEN_FILE``,
+else the ``sandbox-ops`` token of this host's hub when readable, else the gateway's own
+service token (see docs/governance.md).
 """
 
 from __future__ import annotations
@@ -134,6 +135,21 @@ class HttpxServerStopper:
             return None
         return cls(url, token)
 
+    @classmethod
+    def from_hub_settings(cls) -> HttpxServerStopper | None:
+        """The ``sandbox-ops`` service token and hub API URL of this host's hub (``sandbox.hub.settings``).
+
+        Works where that token file is readable (the operator's shell, the demo-mode gateway).
+        """
+        try:
+            from sandbox.hub.settings import load_hub_settings
+
+            hub = load_hub_settings()
+            token = hub.operator_token_file.read_text(encoding="utf-8").strip()
+        except Exception:  # no hub configured here, or the token is not ours to read
+            return None
+        return cls(hub.hub_api_url, token) if token else None
+
     def _client(self) -> httpx.Client:
         return httpx.Client(
             headers={"Authorization": f"token {self._token}"},
@@ -246,7 +262,14 @@ class SanctionServices:
 
     @classmethod
     def default(cls, ctx: GovContext) -> SanctionServices:
-        return cls(HttpxServerStopper.from_env() or NullServerStopper(), ServiceExportWithdrawer(ctx))
+        """The hub stopper with the first token found, in this order: the file named by
+        ``$SANDBOX_HUB_STOP_TOKEN_FILE``; the ``sandbox-ops`` token of this host's hub; the
+        gateway's own ``$JUPYTERHUB_API_TOKEN``. None of them: nothing is stopped (recorded)."""
+        if os.environ.get(HUB_TOKEN_FILE_ENV):
+            found = HttpxServerStopper.from_env()
+        else:
+            found = HttpxServerStopper.from_hub_settings() or HttpxServerStopper.from_env()
+        return cls(found or NullServerStopper(), ServiceExportWithdrawer(ctx))
 
 
 # --------------------------------------------------------------------------- records

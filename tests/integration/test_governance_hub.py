@@ -14,7 +14,7 @@ import pytest
 from e2e.livehub import LiveHub, copy_data, prepared_data, running_hub
 
 from sandbox.governance import sanctions
-from sandbox.governance.sanctions import HttpxServerStopper, SanctionServices, ServiceExportWithdrawer
+from sandbox.governance.sanctions import HttpxServerStopper, SanctionServices
 from sandbox.services.queries import ServiceContext
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
@@ -35,7 +35,9 @@ def _server_state(hub: LiveHub, name: str) -> dict[str, object]:
     return dict(servers.get("", {}))
 
 
-def test_confirmation_stops_the_running_server_and_refuses_the_token(hub: LiveHub, tmp_path: Path) -> None:
+def test_confirmation_stops_the_running_server_and_refuses_the_token(
+    hub: LiveHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     frank = hub.signed_in("frank")
     assert _server_state(hub, "frank").get("ready")
     token = hub.user_token("frank")
@@ -44,7 +46,14 @@ def test_confirmation_stops_the_running_server_and_refuses_the_token(hub: LiveHu
 
     ctx = ServiceContext.from_settings(hub.settings.sandbox)
     try:
-        stopper = HttpxServerStopper(f"{hub.url}hub/api", hub.ops_token())
+        # As the operator's shell on the hub host: the sandbox-ops token is found by itself.
+        for key, value in hub.env.items():
+            if key.startswith("SANDBOX_"):
+                monkeypatch.setenv(key, value)
+        for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN", "SANDBOX_HUB_STOP_TOKEN_FILE"):
+            monkeypatch.delenv(key, raising=False)
+        services = SanctionServices.default(ctx)
+        assert isinstance(services.stopper, HttpxServerStopper)
         case = sanctions.report(
             ctx, reporter="alice", subject="frank", description="Queried outside the agreed scenario."
         )
@@ -53,7 +62,7 @@ def test_confirmation_stops_the_running_server_and_refuses_the_token(hub: LiveHu
             actor="admin",
             violation_id=case.id,
             reason="Confirmed from the query log.",
-            services=SanctionServices(stopper, ServiceExportWithdrawer(ctx)),
+            services=services,
         )
     finally:
         ctx.close()
