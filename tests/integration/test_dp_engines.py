@@ -261,6 +261,7 @@ def test_duckdb_and_sqlite_agree_with_the_reference(
     assert sum(expected.vectors.get("rows", (0,))) >= 0
 
 
+@pytest.mark.postgres
 def test_postgres_agrees_with_the_reference(
     catalog: Catalog, rows: list[dict[str, Any]], pg_database_url: str
 ) -> None:
