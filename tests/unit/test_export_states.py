@@ -84,3 +84,11 @@ def test_doc_is_in_sync_with_the_table() -> None:
     assert DOC.read_text(encoding="utf-8") == states.render_doc(), (
         "docs/export-states.md is stale; regenerate it with states.render_doc()"
     )
+
+
+def test_contributing_draws_the_state_machine_from_the_table() -> None:
+    contributing = (Path(__file__).resolve().parents[2] / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    block = contributing.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert block.strip() == states.mermaid().strip(), (
+        "CONTRIBUTING.md's state diagram is stale; paste the output of sandbox.export.states.mermaid()"
+    )
