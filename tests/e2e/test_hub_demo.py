@@ -183,6 +183,14 @@ def test_revoked_user_cannot_sign_in_and_her_token_is_refused(demo_hub: LiveHub)
         r = gw.post("query", json={"sql": "SELECT COUNT(*) FROM enterprise_tax", "project": "fin-lab"})
         assert r.json()["error"]["code"] == "account_inactive"
 
+    # Closing her access at the hub (SR-32) stops her server and deletes her tokens.
+    from sandbox.hub.hubapi import close_hub_access
+
+    closed = close_hub_access("rita", demo_hub.settings)
+    assert closed.server_stopped and closed.tokens_deleted >= 1
+    r = httpx.get(f"{demo_hub.settings.hub_api_url}/user", headers={"Authorization": f"token {token}"})
+    assert r.status_code == 403
+
 
 def test_single_user_server_is_locked_down(demo_hub: LiveHub) -> None:
     alice = demo_hub.signed_in("alice")
