@@ -27,8 +27,8 @@ import typer
 from sandbox.cli.output import fail
 from sandbox.errors import ConfigError, SandboxError
 
-DEMO_SCALE = 5_000
-"""Rows per large dataset: the whole warehouse is generated in well under a minute on 2 cores."""
+DEMO_SCALE = 20_000
+"""Rows per large dataset: the warehouse is generated in about 10 s on 2 cores (well under a minute)."""
 
 PASSWORD_FILE = "demo-password"  # noqa: S105 - a file name
 BANNER = "DEMO MODE: not isolated — for trying it out"
@@ -155,9 +155,9 @@ def _print_ready(
         note = "" if status == "approved" else f"  ({status}: cannot sign in)"
         typer.echo(f"  {user:<{width}}  {secret}  {role:<10} projects: {projects}{note}")
     typer.echo(f"(password from {source}; accounts created earlier keep theirs)")
-    typer.echo(
-        f"Notebooks are in ~/notebooks/. The gateway listens on {hub_settings.gateway_url} (not routed)."
-    )
+    typer.echo("Notebooks are in ~/notebooks/ (start with 00-getting-started.ipynb).")
+    typer.echo(f"Stewards review exports at {hub_settings.public_url}services/sandbox/")
+    typer.echo(f"Kernels reach the gateway API at {hub_settings.gateway_url} (loopback, not routed).")
     if hub_settings.mode.value == "demo":
         typer.secho(f"*** {BANNER} ***", fg=typer.colors.RED, bold=True)
     typer.echo("Press Ctrl-C to stop.")
