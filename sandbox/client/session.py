@@ -6,13 +6,17 @@ never touches a database, a policy file or OpenDP.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
+from urllib.parse import unquote
 
 import httpx
 import pandas as pd
@@ -20,7 +24,7 @@ import pandas as pd
 from sandbox.client.builder import Query
 from sandbox.client.results import DatasetDescription, PreviewResult, QueryResult
 from sandbox.client.transport import DEFAULT_TIMEOUT, Transport
-from sandbox.errors import UnknownDataset
+from sandbox.errors import InternalError, UnknownDataset
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 CATALOG_COLUMNS = ["id", "name_zh", "name_en", "tier", "provider", "focus_area"]
@@ -36,6 +40,8 @@ BUDGET_COLUMNS = [
 ]
 
 QueryLike = str | Query
+ExportSource: TypeAlias = str | os.PathLike[str] | QueryResult | pd.DataFrame
+CHECK_COLUMNS = ["check", "verdict", "reason"]
 Epsilon = float | int | str | Decimal
 
 
@@ -193,9 +199,18 @@ class Sandbox:
 
     # -- export gate ---------------------------------------------------------------------
 
+    def _export_form(self, project: str | None, datasets: list[str] | None) -> dict[str, str]:
+        form: dict[str, str] = {}
+        proj = self._project(project)
+        if proj:
+            form["project"] = proj
+        if datasets:
+            form["datasets"] = ",".join(datasets)
+        return form
+
     def export(
         self,
-        source: str | os.PathLike[str] | QueryResult | pd.DataFrame,
+        source: ExportSource,
         *,
         purpose: str,
         description: str = "",
@@ -207,15 +222,11 @@ class Sandbox:
 
         The gateway quarantines it, runs the automatic checks, and stewards review it.
         Returns the request (``id``, ``status``, ``checks``, ...); follow it with
-        ``sb.check_export(id)``.
+        ``sb.check_export(id)``. Run ``sb.check_export(source)`` first to see the checks
+        without submitting.
         """
         name, data, content_type = _export_file(source, filename)
-        form: dict[str, str] = {"purpose": purpose, "description": description}
-        proj = self._project(project)
-        if proj:
-            form["project"] = proj
-        if datasets:
-            form["datasets"] = ",".join(datasets)
+        form = {"purpose": purpose, "description": description, **self._export_form(project, datasets)}
         response = self._transport.request(
             "POST", "exports", data=form, files={"file": (name, data, content_type)}
         )
@@ -227,12 +238,78 @@ class Sandbox:
         result: dict[str, Any] = self._transport.get(f"exports/{int(export_id)}")
         return result
 
-    def check_export(self, export_id: int) -> pd.DataFrame:
-        """The automatic checks of an export request (check, verdict, reason); status in ``.attrs``."""
-        record = self.export_status(export_id)
-        df = pd.DataFrame(record.get("checks") or [], columns=["check", "verdict", "reason"])
-        df.attrs.update({"export_id": record.get("id"), "status": record.get("status")})
+    def check_export(
+        self,
+        source: int | ExportSource,
+        *,
+        project: str | None = None,
+        filename: str | None = None,
+        datasets: list[str] | None = None,
+    ) -> pd.DataFrame:
+        """The export gate's automatic checks as a DataFrame (check, verdict, reason).
+
+        Given a file, a DataFrame or a DP release, this is a dry run **before** submitting:
+        the gateway runs the checks ``sb.export`` would run, with your project's context
+        (its DP releases, the datasets' tiers and thresholds), and stores nothing. ``.attrs``
+        holds the overall ``verdict`` and the ``outcome`` a submission would get (rejected,
+        approved, under_review). Given an export id (an int), the checks of that request,
+        with its ``status`` in ``.attrs``.
+        """
+        if isinstance(source, int) and not isinstance(source, bool):
+            record = self.export_status(source)
+            df = pd.DataFrame(record.get("checks") or [], columns=CHECK_COLUMNS)
+            df.attrs.update({"export_id": record.get("id"), "status": record.get("status")})
+            return df
+        name, data, content_type = _export_file(source, filename)
+        response = self._transport.request(
+            "POST",
+            "exports/check",
+            data=self._export_form(project, datasets),
+            files={"file": (name, data, content_type)},
+        )
+        body: dict[str, Any] = response.json()
+        rows = [{"check": c["name"], "verdict": c["verdict"], "reason": c["reason"]} for c in body["checks"]]
+        df = pd.DataFrame(rows, columns=CHECK_COLUMNS)
+        df.attrs.update({k: v for k, v in body.items() if k != "checks"})
         return df
+
+    def download_export(
+        self, export_id: int, path: str | os.PathLike[str] = ".", *, manifest: bool = True
+    ) -> Path:
+        """Save an approved export to ``path`` (a file, or a folder for the file's own name).
+
+        The first download releases the request. The bytes are checked against the SHA-256
+        the gate re-checked, written atomically, and the manifest (sources, DP releases,
+        reviewers, citation) goes beside them as ``<file>.manifest.json``. A request that is
+        not approved raises ``InvalidTransition`` and nothing is written.
+        """
+        export_id = int(export_id)
+        response = self._transport.request(
+            "GET",
+            f"exports/{export_id}/download",
+            headers={"Accept": "application/octet-stream, application/json"},
+        )
+        data = response.content
+        expected = response.headers.get("x-export-sha256", "")
+        if hashlib.sha256(data).hexdigest() != expected.lower():
+            raise InternalError(
+                f"The file of export request {export_id} arrived damaged (SHA-256 mismatch).",
+                hint="Download it again; if this repeats, tell the platform operator.",
+            )
+        target = Path(path)
+        if target.is_dir():
+            target = target / _download_name(response.headers.get("content-disposition", ""), export_id)
+        _write_atomic(target, data)
+        if manifest:
+            text = json.dumps(self.export_manifest(export_id), ensure_ascii=False, indent=2, sort_keys=True)
+            _write_atomic(target.with_name(target.name + ".manifest.json"), (text + "\n").encode("utf-8"))
+        return target
+
+    def export_manifest(self, export_id: int) -> dict[str, Any]:
+        """The manifest of a released export: sources (zh/en, providers, tier, 获取日期), DP releases
+        with epsilon, checks, reviewers, SHA-256, and the citation to show with the file (SR-27)."""
+        result: dict[str, Any] = self._transport.get(f"exports/{int(export_id)}/manifest")
+        return result
 
     def exports(self) -> pd.DataFrame:
         """Your export requests (and your projects'), newest first."""
@@ -243,9 +320,7 @@ class Sandbox:
         )
 
 
-def _export_file(
-    source: str | os.PathLike[str] | QueryResult | pd.DataFrame, filename: str | None
-) -> tuple[str, bytes, str]:
+def _export_file(source: ExportSource, filename: str | None) -> tuple[str, bytes, str]:
     """File name, bytes and content type of what is exported (releases and frames as CSV)."""
     if isinstance(source, QueryResult):
         return filename or f"release-{source.release_id}.csv", _csv(source.df), "text/csv"
@@ -255,6 +330,32 @@ def _export_file(
         return filename or default, _csv(source), "text/csv"
     path = Path(source)
     return filename or path.name, path.read_bytes(), "application/octet-stream"
+
+
+def _download_name(disposition: str, export_id: int) -> str:
+    """The file name a download announced (``filename*=UTF-8''...`` first), reduced to a safe base name."""
+    name = ""
+    for part in disposition.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "filename*" and value.lower().startswith("utf-8''"):
+            name = unquote(value[7:])
+            break
+        if key.lower() == "filename" and not name:
+            name = value.strip('"')
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name if name not in ("", ".", "..") else f"export-{export_id}"
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _csv(frame: pd.DataFrame) -> bytes:

@@ -18,6 +18,8 @@ Rules
       restricted). One rejection rejects. Nobody reviews their own request; auditors only read.
     * Download: members of the project only. The first download of an approved request
       releases it and writes its manifest; each read re-checks the file's SHA-256.
+    * Dry run (:func:`dry_run`): the same checks with the same context, for the same people,
+      before submitting; nothing is stored.
 """
 
 from __future__ import annotations
@@ -64,10 +66,14 @@ from sandbox.policy.loader import Catalog, load_policies
 from sandbox.policy.models import ColumnRole, ExportThresholds, Tier
 
 __all__ = [
+    "Assessment",
+    "Download",
     "ExportContext",
     "ExportRecord",
     "download",
+    "dry_run",
     "list_exports",
+    "manifest",
     "review",
     "show",
     "submit",
@@ -350,6 +356,131 @@ def _audit_refusal(
         )
 
 
+# ---------------------------------------------------------------- checks in context
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The automatic checks of one file in its project's context, and what they decide.
+
+    Shared by :func:`submit` (which then stores and routes the file) and :func:`dry_run`
+    (which stores nothing).
+    """
+
+    filename: str
+    project: str
+    sha256: str
+    size: int
+    lineage: list[str]
+    tier: Tier
+    departments: list[str]
+    reviewers_required: int
+    release_ids: list[str]
+    checks: list[CheckResult]
+
+    @property
+    def verdict(self) -> Verdict:
+        return worst(r.verdict for r in self.checks)
+
+    @property
+    def outcome(self) -> ExportStatus:
+        """Where a submission of this file would go: rejected, approved (automatically) or under review."""
+        if self.verdict == Verdict.FAIL:
+            return ExportStatus.REJECTED
+        if self.reviewers_required == 0:
+            return ExportStatus.APPROVED
+        return ExportStatus.UNDER_REVIEW
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"checks": [{"name", "verdict", "reason"}], "verdict", ...}`` (the dry run's answer)."""
+        return {
+            "checks": [c.to_dict() for c in self.checks],
+            "verdict": self.verdict.value,
+            "outcome": self.outcome.value,
+            "filename": self.filename,
+            "project": self.project,
+            "sha256": self.sha256,
+            "size": self.size,
+            "tier": self.tier.value,
+            "datasets": self.lineage,
+            "departments": self.departments,
+            "reviewers_required": self.reviewers_required,
+            "release_ids": self.release_ids,
+        }
+
+
+def _check_context(
+    ctx: ExportContext, *, user: str, project: str, datasets: Sequence[str] | None
+) -> tuple[CheckContext, list[str]]:
+    """Who may ask (a data user who is a member), and what the checks know: lineage, releases, thresholds."""
+    with session_scope(ctx.control_engine) as session:
+        requester = _user(session, user)
+        proj = _project(session, project)
+        if requester.role not in REQUEST_ROLES:
+            raise AccessDenied(
+                f"Role {requester.role!r} cannot request exports.",
+                hint="Exports are requested by data users (researcher, bank, enterprise) of a project.",
+            )
+        if membership(session, proj, requester) is None:
+            raise NotProjectMember(f"{requester.username!r} is not a member of project {proj.name!r}.")
+        releases = [dp for _, dp in _project_releases(session, proj)]
+        lineage = _lineage(session, ctx.catalog, proj, datasets, sorted({r.dataset for r in releases}))
+    check_ctx = CheckContext(
+        project=project,
+        sources=_sources(ctx.catalog, lineage),
+        releases=releases,
+        thresholds=_thresholds(ctx.catalog, lineage),
+    )
+    return check_ctx, lineage
+
+
+def _assess(
+    ctx: ExportContext, check_ctx: CheckContext, lineage: list[str], name: str, data: bytes
+) -> Assessment:
+    """Run the checks (raises ``ExportRejected`` for an unusable file) and work out the routing."""
+    results = run_checks(data, name, check_ctx)
+    tier = check_ctx.tier  # no known lineage counts as restricted
+    thresholds = check_ctx.thresholds
+    required = max(thresholds.reviewers or 0, ctx.catalog.platform.tiers[tier].export_reviewers)
+    if worst(r.verdict for r in results) != Verdict.PASS:
+        required = max(required, 1)  # warnings always go to a person
+    return Assessment(
+        filename=name,
+        project=check_ctx.project,
+        sha256=sha256_hex(data),
+        size=len(data),
+        lineage=lineage,
+        tier=tier,
+        departments=_departments(ctx.catalog, check_ctx.sources, tier),
+        reviewers_required=required,
+        release_ids=_traced_release_ids(data, name, check_ctx.releases, thresholds),
+        checks=results,
+    )
+
+
+def _filename(filename: str) -> str:
+    return PurePath(filename).name or "export"
+
+
+def dry_run(
+    ctx: ExportContext,
+    *,
+    user: str,
+    project: str,
+    filename: str,
+    data: bytes,
+    datasets: Sequence[str] | None = None,
+) -> Assessment:
+    """Run the checks :func:`submit` would run, with the same context, and store nothing.
+
+    Nothing goes to the quarantine, the export table or the audit log; an unusable file
+    raises the same ``ExportRejected`` as at submission. The same people may ask.
+    """
+    name = _filename(filename)
+    check_ctx, lineage = _check_context(ctx, user=user, project=project, datasets=datasets)
+    return _assess(ctx, check_ctx, lineage, name, data)
+
+
 # ---------------------------------------------------------------- submit
 
 
@@ -368,34 +499,15 @@ def submit(
         raise ExportRejected(
             "An export request needs a purpose.", hint="Say what the file is for (--purpose TEXT)."
         )
-    name = PurePath(filename).name or "export"
-    with session_scope(ctx.control_engine) as session:
-        requester = _user(session, user)
-        proj = _project(session, project)
-        if requester.role not in REQUEST_ROLES:
-            raise AccessDenied(
-                f"Role {requester.role!r} cannot request exports.",
-                hint="Exports are requested by data users (researcher, bank, enterprise) of a project.",
-            )
-        if membership(session, proj, requester) is None:
-            raise NotProjectMember(f"{requester.username!r} is not a member of project {proj.name!r}.")
-        pairs = _project_releases(session, proj)
-        releases = [dp for _, dp in pairs]
-        lineage = _lineage(session, ctx.catalog, proj, datasets, sorted({r.dataset for r in releases}))
-    sources = _sources(ctx.catalog, lineage)
-    thresholds = _thresholds(ctx.catalog, lineage)
-    check_ctx = CheckContext(project=project, sources=sources, releases=releases, thresholds=thresholds)
+    name = _filename(filename)
+    check_ctx, lineage = _check_context(ctx, user=user, project=project, datasets=datasets)
     try:
-        results = run_checks(data, name, check_ctx)
+        found = _assess(ctx, check_ctx, lineage, name, data)
     except ExportRejected as err:
         _audit_refusal(ctx, user, project, name, data, err)
         raise
-    tier = check_ctx.tier  # no known lineage counts as restricted
-    traced = _traced_release_ids(data, name, releases, thresholds)
+    results = found.checks
     digest = ctx.quarantine.put(data)
-    departments = _departments(ctx.catalog, sources, tier)
-    required = max(thresholds.reviewers or 0, ctx.catalog.platform.tiers[tier].export_reviewers)
-    verdict = worst(r.verdict for r in results)
     with session_scope(ctx.control_engine, immediate=True) as session:
         requester = _user(session, user)
         proj = _project(session, project)
@@ -407,12 +519,12 @@ def submit(
             sha256=digest,
             size=len(data),
             status=ExportStatus.SUBMITTED.value,
-            tier=tier.value,
+            tier=found.tier.value,
             datasets=json.dumps(lineage),
-            departments=json.dumps(departments),
-            reviewers_required=max(required, 1) if verdict != Verdict.PASS else required,
+            departments=json.dumps(found.departments),
+            reviewers_required=found.reviewers_required,
             checks=json.dumps([r.to_dict() for r in results], ensure_ascii=False),
-            release_ids=json.dumps(traced),
+            release_ids=json.dumps(found.release_ids),
         )
         session.add(req)
         session.flush()
@@ -428,13 +540,13 @@ def submit(
                 "datasets": lineage,
             },
         )
-        if verdict == Verdict.FAIL:
+        if found.outcome == ExportStatus.REJECTED:
             failed = [r.name for r in results if r.verdict == Verdict.FAIL]
             req.decision_reason = "automatic checks failed: " + ", ".join(failed)
             _move(session, req, ExportStatus.REJECTED, ExportActor.SYSTEM)
         else:
             _move(session, req, ExportStatus.CHECKED, ExportActor.SYSTEM)
-            if req.reviewers_required == 0:
+            if found.outcome == ExportStatus.APPROVED:
                 req.decision_reason = "auto-approved: open data only and every check passed (SR-26)"
                 _move(session, req, ExportStatus.APPROVED, ExportActor.SYSTEM)
             else:
@@ -608,6 +720,29 @@ def download(ctx: ExportContext, *, export_id: int, user: str) -> Download:
         record = _record(req)
         assert record.manifest is not None
         return Download(record=record, data=data, manifest=record.manifest)
+
+
+def manifest(ctx: ExportContext, *, export_id: int, user: str) -> dict[str, Any]:
+    """The manifest (sources, releases, reviewers, citation) of a released request.
+
+    Whoever may see the request may read it; it exists from the first download on.
+    """
+    with session_scope(ctx.control_engine) as session:
+        viewer = _user(session, user)
+        req = _request(session, export_id)
+        if not _can_read(session, viewer, req):
+            raise AccessDenied(
+                f"{viewer.username!r} may not see export request {export_id}.",
+                hint="Requesters, members of its project, its reviewers, admins and auditors can see it.",
+            )
+        if req.manifest is None:
+            if req.status == ExportStatus.APPROVED.value:
+                hint = "It is approved: its first download releases it and writes the manifest."
+            else:
+                hint = "Only released files have a manifest; see the request's status and decision."
+            raise NotFound(f"Export request {export_id} is {req.status}; it has no manifest yet.", hint=hint)
+        loaded: dict[str, Any] = json.loads(req.manifest)
+        return loaded
 
 
 def _manifest(session: Session, catalog: Catalog, req: ExportRequest, now: datetime) -> dict[str, Any]:

@@ -373,3 +373,43 @@ def list_exports(ctx: Any, account: Account) -> wire.Exports:
 
 def get_export(ctx: Any, account: Account, export_id: int) -> wire.ExportPublic:
     return wire.export_public(export_service.show(_export_ctx(ctx), export_id=export_id, user=account.name))
+
+
+def check_export(
+    ctx: Any, account: Account, upload: Upload, *, project: str | None, datasets: list[str] | None
+) -> wire.ExportDryRun:
+    """The checks ``submit_export`` would run on this file, with nothing stored."""
+    found = export_service.dry_run(
+        _export_ctx(ctx),
+        user=account.name,
+        project=choose_project(account, project),
+        filename=upload.filename,
+        data=upload.content,
+        datasets=datasets,
+    )
+    return wire.export_dry_run(found)
+
+
+@dataclass(frozen=True)
+class ReleasedFile:
+    """A file handed out by the gate: the bytes whose SHA-256 was just re-checked."""
+
+    filename: str
+    content: bytes
+    sha256: str
+    status: str
+
+
+def download_export(ctx: Any, account: Account, export_id: int) -> ReleasedFile:
+    got = export_service.download(_export_ctx(ctx), export_id=export_id, user=account.name)
+    return ReleasedFile(
+        filename=got.record.filename,
+        content=got.data,
+        sha256=got.record.sha256,
+        status=got.record.status.value,
+    )
+
+
+def export_manifest(ctx: Any, account: Account, export_id: int) -> wire.ExportManifest:
+    found = export_service.manifest(_export_ctx(ctx), export_id=export_id, user=account.name)
+    return wire.ExportManifest.model_validate(found)

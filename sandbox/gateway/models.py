@@ -362,6 +362,104 @@ class Exports(_Out):
     exports: list[ExportPublic]
 
 
+class CheckVerdict(_Out):
+    """One automatic check as the CLI's ``--json`` prints it."""
+
+    name: str = Field(
+        description="Stable check name: file_type, lineage, identifiers, provenance, sdc_*, ..."
+    )
+    verdict: str = Field(description="pass, warn or fail.")
+    reason: str
+
+
+class ExportDryRun(_Out):
+    """The automatic checks of a file that was not submitted (``POST exports/check``); nothing is stored."""
+
+    checks: list[CheckVerdict]
+    verdict: str = Field(description="The worst verdict: pass, warn or fail.")
+    outcome: str = Field(
+        description="What submitting this file would do: rejected (a check fails), approved (open data, "
+        "every check passed) or under_review."
+    )
+    filename: str
+    project: str
+    sha256: str
+    size: int
+    tier: str = Field(description="Strictest tier of the sources; decides how many stewards review.")
+    datasets: list[str] = Field(description="The lineage the checks assumed.")
+    departments: list[str] = Field(description="Provider departments whose stewards would review.")
+    reviewers_required: int
+    release_ids: list[str] = Field(description="DP releases of the project the file's numbers trace to.")
+
+
+class _Open(BaseModel):
+    """Part of the export manifest: the documented fields, and any later additions passed through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class BilingualName(_Open):
+    zh: str
+    en: str
+
+
+class ManifestFile(_Open):
+    name: str
+    sha256: str
+    size: int
+
+
+class ManifestProvider(_Open):
+    id: str
+    zh: str
+    en: str
+
+
+class ManifestSource(_Open):
+    dataset: str
+    name: BilingualName
+    tier: str
+    tier_name: BilingualName
+    providers: list[ManifestProvider]
+    retrieved: str = Field(description="获取日期: the date the data was retrieved (ISO).")
+    release_ids: list[str]
+
+
+class ManifestRelease(_Open):
+    release_id: str
+    dataset: str
+    epsilon: str = Field(description="Epsilon charged for the release, an exact decimal string.")
+    created_at: str
+
+
+class ManifestReviewer(_Open):
+    reviewer: str
+    department: str | None = None
+    decision: str
+    at: str
+
+
+class ExportManifest(_Open):
+    """The manifest of a released export (SR-27): what the file is, where it comes from, how to cite it."""
+
+    manifest_version: int
+    platform: BilingualName
+    export_id: int
+    file: ManifestFile
+    project: str
+    requester: str
+    purpose: str
+    released_at: str
+    release_date: str
+    sources: list[ManifestSource]
+    releases: list[ManifestRelease]
+    epsilon_by_dataset: dict[str, str]
+    checks: list[dict[str, str]]
+    reviewers: list[ManifestReviewer]
+    citation: list[str] = Field(description="One citation per source, to show wherever the file is used.")
+    synthetic: bool
+
+
 def export_public(record: Any) -> ExportPublic:
     """Wire form of ``sandbox.export.service.ExportRecord``."""
     return ExportPublic(
@@ -394,3 +492,8 @@ def export_public(record: Any) -> ExportPublic:
             for r in record.reviews
         ],
     )
+
+
+def export_dry_run(found: Any) -> ExportDryRun:
+    """Wire form of ``sandbox.export.service.Assessment``."""
+    return ExportDryRun.model_validate(found.to_dict())

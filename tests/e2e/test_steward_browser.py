@@ -10,18 +10,17 @@ synthetic warehouse; Debian's chromium driven by Playwright (JUPYTERHUB-NOTES §
 2. alice runs a DP query with the notebook client and asks for two exports.
 3. carol signs in at ``/hub/login``, opens ``/services/sandbox/exports``, sees the checks,
    approves one request and rejects the other with a reason.
-4. alice downloads the approved file through the export gate and is refused the rejected
-   one. The gateway has no download route yet, so this goes through ``sandbox export
-   download`` (the same ``sandbox.export.service.download`` call, as the operator runs it).
+4. alice downloads the approved file from her notebook client over the gateway API
+   (``sb.download_export``: ``GET exports/{id}/download`` and ``.../manifest``) and is
+   refused the rejected one (``InvalidTransition``).
 
 Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,8 @@ import httpx
 import pytest
 from e2e.livehub import ARTIFACTS, LiveHub, copy_data, running_hub
 from support import require
+
+from sandbox.errors import InvalidTransition
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -73,17 +74,6 @@ def browser() -> Iterator[Any]:
 def _shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"steward-{name}.png"), full_page=True)
-
-
-def _cli(hub: LiveHub, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sandbox.cli.main", *args],
-        env=hub.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_the_api_is_not_behind_the_public_proxy_but_the_pages_are(pages_hub: LiveHub) -> None:
@@ -181,28 +171,18 @@ def test_steward_reviews_in_the_browser_and_the_requester_downloads_through_the_
         anonymous.close()
 
     # -- alice gets the approved file through the gate, and a refusal for the rejected one ------------
-    target = tmp_path / "figure.csv"
-    ok = _cli(pages_hub, "export", "download", str(first["id"]), "--as", "alice", "-o", str(target), "--json")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    released = json.loads(ok.stdout)
-    assert released["status"] == "released" and released["sha256"] == first["sha256"]
-    manifest = json.loads((tmp_path / "figure.csv.manifest.json").read_text(encoding="utf-8"))
-    assert manifest["reviewers"][0]["reviewer"] == "carol"
-    assert manifest["citation"] and "获取日期" in manifest["citation"][0]
-    refused = _cli(
-        pages_hub,
-        "export",
-        "download",
-        str(second["id"]),
-        "--as",
-        "alice",
-        "-o",
-        str(tmp_path / "x.csv"),
-        "--json",
-    )
-    assert refused.returncode == 2
-    error = json.loads(refused.stdout or refused.stderr)["error"]
-    assert error["code"] == "invalid_transition", error
+    with sandbox.connect(pages_hub.settings.gateway_url, token, project="fin-lab") as sb:
+        target = sb.download_export(first["id"], tmp_path / "figure.csv")
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == first["sha256"]
+        assert sb.export_status(first["id"])["status"] == "released"
+        manifest = sb.export_manifest(first["id"])
+        written = json.loads((tmp_path / "figure.csv.manifest.json").read_text(encoding="utf-8"))
+        assert written == manifest
+        assert manifest["reviewers"][0]["reviewer"] == "carol"
+        assert manifest["citation"] and "获取日期" in manifest["citation"][0]
+        with pytest.raises(InvalidTransition) as refused:
+            sb.download_export(second["id"], tmp_path / "x.csv")
+        assert refused.value.code == "invalid_transition" and "rejected" in refused.value.message
     assert not (tmp_path / "x.csv").exists()
 
     # -- the steward now sees the release with its citation --------------------------------------------

@@ -6,6 +6,8 @@ paths (``test_gateway.build_sandbox``); only the hub is replaced by fixed tokens
 
 from __future__ import annotations
 
+import hashlib
+import json
 import socket
 import threading
 import time
@@ -29,12 +31,15 @@ from sandbox.errors import (
     AuthenticationFailed,
     ConfigError,
     InvalidQuery,
+    InvalidTransition,
     NoGrant,
     NotProjectMember,
     QuerySelectStar,
     SandboxError,
     UnknownDataset,
 )
+from sandbox.export import service as export_service
+from sandbox.export.quarantine import QuarantineStore
 
 matplotlib.use("Agg")
 
@@ -298,3 +303,65 @@ def test_export_a_release_and_follow_it(sb: Sandbox, tmp_path: Path) -> None:
     second = sb.export(path, purpose="Notes for the paper")
     listed = sb.exports()
     assert {request["id"], second["id"]} <= set(listed["id"])
+
+
+EXPORT_SQL = "SELECT credit_grade, COUNT(*) AS n FROM enterprise_tax GROUP BY credit_grade"
+
+
+def _export_gate(env: tg.SandboxEnv) -> export_service.ExportContext:
+    """The export service on the gateway's control DB and quarantine, for the steward's decisions."""
+    return export_service.ExportContext(
+        catalog=env.ctx.catalog,
+        control_engine=env.ctx.control_engine,
+        quarantine=QuarantineStore(env.settings.quarantine_dir),
+    )
+
+
+def test_check_export_is_a_dry_run_before_submitting(sb: Sandbox, tmp_path: Path) -> None:
+    before = list(sb.exports()["id"])
+    result = sb.query(EXPORT_SQL, epsilon=0.4)
+    checks = sb.check_export(result, project="fin-lab")
+    assert list(checks.columns) == ["check", "verdict", "reason"]
+    assert checks.set_index("check").loc["provenance", "verdict"] == "pass"
+    assert checks.attrs["verdict"] == "pass"
+    assert checks.attrs["release_ids"] == [result.release_id]
+    assert checks.attrs["filename"] == f"release-{result.release_id}.csv"  # provenance in the name too
+    path = tmp_path / "contacts.csv"
+    path.write_text("credit_grade,contact\nA,11010519491231002X\n", encoding="utf-8")  # §7.6 vector
+    bad = sb.check_export(path, datasets=["enterprise_tax"])
+    assert bad.attrs["verdict"] == "fail" and bad.attrs["outcome"] == "rejected"
+    assert bad.set_index("check").loc["identifiers", "verdict"] == "fail"
+    assert list(sb.exports()["id"]) == before  # nothing was submitted
+
+
+def test_download_export_saves_the_approved_file_with_its_manifest(
+    sb: Sandbox, server: _Server, env: tg.SandboxEnv, tmp_path: Path
+) -> None:
+    gate = _export_gate(env)
+    result = sb.query(EXPORT_SQL, epsilon=0.4)
+    approved = sb.export(result, purpose="Figure 3", datasets=["enterprise_tax"])
+    frame = result.df.head(2).copy()
+    frame.attrs.clear()
+    rejected = sb.export(frame, purpose="Appendix", filename="appendix.csv", datasets=["enterprise_tax"])
+    assert approved["status"] == rejected["status"] == "under_review"
+    export_service.review(gate, export_id=approved["id"], reviewer="carol", approve=True, reason="DP counts")
+    export_service.review(gate, export_id=rejected["id"], reviewer="carol", approve=False, reason="partial")
+
+    with connect_as(server, env, "frank") as outsider, pytest.raises(AccessDenied):
+        outsider.download_export(approved["id"], tmp_path / "stolen.csv")
+    assert not (tmp_path / "stolen.csv").exists()
+
+    saved = sb.download_export(approved["id"], tmp_path)
+    assert saved == tmp_path / approved["filename"]
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == approved["sha256"]
+    written = json.loads(saved.with_name(saved.name + ".manifest.json").read_text(encoding="utf-8"))
+    assert written == sb.export_manifest(approved["id"])
+    assert written["file"]["sha256"] == approved["sha256"]
+    assert written["reviewers"][0]["reviewer"] == "carol"
+    assert result.release_id in written["citation"][0] and "获取日期" in written["citation"][0]
+    assert sb.export_status(approved["id"])["status"] == "released"
+
+    with pytest.raises(InvalidTransition) as info:
+        sb.download_export(rejected["id"], tmp_path / "appendix.csv")
+    assert "rejected" in info.value.message
+    assert not (tmp_path / "appendix.csv").exists()

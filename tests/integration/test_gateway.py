@@ -62,7 +62,7 @@ class SandboxEnv:
         return {"Authorization": f"token {self.tokens[user]}"}
 
 
-def build_sandbox(root: Path) -> SandboxEnv:
+def build_sandbox(root: Path, datasets: tuple[str, ...] = DATASETS) -> SandboxEnv:
     """Data dir, migrated control DB with the demo accounts, a small synthetic warehouse.
 
     Adds ``mallory``, a fin-lab member whose account is then revoked.
@@ -80,7 +80,7 @@ def build_sandbox(root: Path) -> SandboxEnv:
         registry.add_member(session, "fin-lab", "mallory", actor="alice")
         registry.set_status(session, "mallory", "revoked", actor="admin", reason="test")
     ctx.warehouse_engine.dispose()
-    synthesize(ctx.catalog, scale=SCALE, datasets=list(DATASETS), warehouse_url=settings.warehouse_url)
+    synthesize(ctx.catalog, scale=SCALE, datasets=list(datasets), warehouse_url=settings.warehouse_url)
     ctx.close()
     ctx = ServiceContext.from_settings(settings)
     tokens = {user: f"tok-{user}-{secrets.token_hex(16)}" for user in HUB_USERS}
