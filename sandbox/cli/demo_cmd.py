@@ -97,6 +97,10 @@ def demo(
     resynth: Annotated[
         bool, typer.Option("--resynth", help="Regenerate the warehouse even if it exists.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", help="Show the hub's log here instead of in <data>/hub/jupyterhub.log."),
+    ] = False,
 ) -> None:
     """Seed the demo, generate data, run hub + proxy + gateway until Ctrl-C (not isolated)."""
     from sandbox.cli.init_cmd import run_init
@@ -116,8 +120,13 @@ def demo(
         if resynth or not _warehouse_exists(settings.warehouse_url):
             typer.echo(f"synth: generating the synthetic warehouse (--scale {scale})...")
             _run_synth(scale)
-        hub = HubProcess(hub_settings)
+        log_path = hub_settings.state_dir / "jupyterhub.log"
+        hub_settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = None if verbose else log_path.open("ab")
+        hub = HubProcess(hub_settings, log=log)
         typer.echo(f"hub: starting JupyterHub, proxy and gateway on {hub_settings.public_url} ...")
+        if log is not None:
+            typer.echo(f"hub: log in {log_path}")
         stop = threading.Event()
 
         def _on_signal(signum: int, frame: Any) -> None:
@@ -126,7 +135,13 @@ def demo(
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
         try:
-            hub.start()
+            try:
+                hub.start()
+            except SandboxError:
+                if log is not None:
+                    log.flush()
+                    typer.echo(log_path.read_text(errors="replace")[-3000:], err=True)
+                raise
             _print_ready(hub_settings, _logins(settings), password, source, report.passwords)
             while not stop.wait(1.0):
                 if not hub.running():
@@ -135,6 +150,8 @@ def demo(
         finally:
             typer.echo("\nstopping hub, proxy, gateway and user servers ...")
             hub.stop()
+            if log is not None:
+                log.close()
             typer.echo("stopped.")
     except SandboxError as err:
         fail(err, as_json=False)
