@@ -311,6 +311,21 @@ class Sandbox:
         result: dict[str, Any] = self._transport.get(f"exports/{int(export_id)}/manifest")
         return result
 
+    # -- enterprise authorisation (SR-16) -------------------------------------------------
+
+    def lookup(self, dataset: str, *, uscc: str) -> pd.DataFrame:
+        """Rows of ONE enterprise that has authorised your bank for ``dataset`` (bank analysts).
+
+        Refused (``consent_required``) without an active authorisation; every look-up is an
+        audit entry the enterprise can see. Population-level questions still go through DP.
+        """
+        data = self._transport.post("lookup", {"dataset": dataset, "uscc": uscc})
+        frame = pd.DataFrame(data["rows"], columns=data["columns"])
+        frame.attrs.update(
+            {"dataset": data["dataset"], "consent_id": data["consent_id"], "truncated": data["truncated"]}
+        )
+        return frame
+
     def exports(self) -> pd.DataFrame:
         """Your export requests (and your projects'), newest first."""
         data = self._transport.get("exports")

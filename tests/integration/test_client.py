@@ -365,3 +365,24 @@ def test_download_export_saves_the_approved_file_with_its_manifest(
         sb.download_export(rejected["id"], tmp_path / "appendix.csv")
     assert "rejected" in info.value.message
     assert not (tmp_path / "appendix.csv").exists()
+
+
+def test_lookup_returns_only_the_authorising_enterprises_rows(server: _Server, env: tg.SandboxEnv) -> None:
+    from sandbox.errors import ConsentRequired
+    from sandbox.governance import consent
+    from sandbox.governance.demo import seed_demo_enterprise
+
+    seed = seed_demo_enterprise(env.ctx, env.ctx.warehouse_engine, with_consent=False)
+    assert seed.uscc is not None
+    with connect_as(server, env, "bob") as bob:
+        with pytest.raises(ConsentRequired):
+            bob.lookup("enterprise_tax", uscc=seed.uscc)
+        record = consent.grant(
+            env.ctx, actor=seed.username, bank="BANK_A", datasets=["enterprise_tax"], days=7
+        )
+        rows = bob.lookup("enterprise_tax", uscc=seed.uscc)
+        assert not rows.empty and set(rows["uscc"]) == {seed.uscc}
+        assert "_rank" not in rows.columns and rows.attrs["consent_id"] == record.id
+        consent.revoke(env.ctx, actor=seed.username, consent_id=record.id)
+        with pytest.raises(ConsentRequired):
+            bob.lookup("enterprise_tax", uscc=seed.uscc)
