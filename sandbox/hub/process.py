@@ -35,10 +35,21 @@ class HubStartFailed(ConfigError):
     default_hint = "Read the hub log printed above; a port in use or a missing proxy are the usual causes."
 
 
-def _restore_default_signals() -> None:  # pragma: no cover - runs in the child
+_PR_SET_PDEATHSIG = 1
+
+
+def _prepare_child() -> None:  # pragma: no cover - runs in the child, between fork and exec
     # A background job of a non-interactive shell inherits SIGINT=ignored; JupyterHub stops
     # services and servers with SIGINT first, so make sure the whole tree can receive it.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # If the launcher dies without stopping the hub (SIGKILL), the kernel sends the hub
+    # SIGTERM, and the hub stops its servers, services and proxy itself (Linux only).
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 class HubProcess:
@@ -72,7 +83,7 @@ class HubProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT if self.log is not None else None,
             start_new_session=True,
-            preexec_fn=_restore_default_signals,
+            preexec_fn=_prepare_child,
         )
         self.wait_healthy(timeout)
 
