@@ -44,6 +44,11 @@ PEERS = ROOT / "bench" / ".peers"
 
 
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process image (VmHWM resets at exec, unlike ru_maxrss, which a child
+    inherits from the parent it was forked from)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -127,11 +132,13 @@ def run_peer(name: str, script: str, args: list[str], timeout: float = 3600) -> 
 
 # ----------------------------------------------------------------------------- data
 def build(url: str, rows: int) -> float:
-    from sandbox.policy.loader import load_policies
-    from sandbox.synth.run import synthesize
-
+    """Generate the table in a child process, so this process stays small."""
+    code = (
+        "from sandbox.policy.loader import load_policies; from sandbox.synth.run import synthesize; "
+        f"synthesize(load_policies(), scale={rows}, seed=7, datasets=[{DATASET!r}], warehouse_url={url!r})"
+    )
     t0 = time.perf_counter()
-    synthesize(load_policies(), scale=rows, seed=7, datasets=[DATASET], warehouse_url=url)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     return time.perf_counter() - t0
 
 

@@ -39,7 +39,7 @@ def main() -> None:
             privacy_unit=dp.unit_of(contributions=args.max_rows),
             privacy_loss=dp.loss_of(epsilon=args.epsilon),
             split_evenly_over=1,
-            margins=[dp.polars.Margin(by=[args.key], public_info="keys", max_length=10**9)],
+            margins=[dp.polars.Margin(by=[args.key], invariant="keys", max_length=10**9)],
         )
         q = (
             ctx.query()
