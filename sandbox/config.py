@@ -30,8 +30,12 @@ class Settings:
 
     data_dir: Path = field(default_factory=lambda: _env_path("SANDBOX_DATA_DIR", Path.cwd() / ".sandbox"))
     policy_dir: Path = field(default_factory=lambda: _env_path("SANDBOX_POLICY_DIR", REPO_ROOT / "policies"))
-    warehouse_url_override: str | None = field(default_factory=lambda: os.environ.get("SANDBOX_WAREHOUSE_URL"))
-    control_db_url_override: str | None = field(default_factory=lambda: os.environ.get("SANDBOX_CONTROL_DB_URL"))
+    warehouse_url_override: str | None = field(
+        default_factory=lambda: os.environ.get("SANDBOX_WAREHOUSE_URL")
+    )
+    control_db_url_override: str | None = field(
+        default_factory=lambda: os.environ.get("SANDBOX_CONTROL_DB_URL")
+    )
 
     @property
     def warehouse_url(self) -> str:
