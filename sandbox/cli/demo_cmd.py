@@ -2,9 +2,12 @@
 
 1. ``sandbox init --demo`` (idempotent): data folder, control DB, demo accounts and projects;
 2. ``sandbox synth`` at a small scale (skipped when the warehouse already exists);
-3. JupyterHub + configurable-http-proxy + the gateway on ``http://127.0.0.1:${SANDBOX_PORT:-8000}``;
-4. prints the demo logins, then waits; Ctrl-C or SIGTERM stops everything (hub, proxy,
-   gateway, users' servers and kernels) and exits 0.
+3. the demo enterprise ``ent`` (``sandbox.governance.demo.seed_demo_enterprise``, idempotent):
+   it needs the warehouse, for the USCC of a synthetic enterprise, and authorises the demo
+   bank (bob) to look up its records;
+4. JupyterHub + configurable-http-proxy + the gateway on ``http://127.0.0.1:${SANDBOX_PORT:-8000}``;
+5. prints the demo logins (``ent`` among them), then waits; Ctrl-C or SIGTERM stops everything
+   (hub, proxy, gateway, users' servers and kernels) and exits 0.
 
 Demo passwords: ``SANDBOX_DEMO_PASSWORD`` when set; otherwise one password is generated
 on first run and kept in the hub state folder (0600 in a 0700 folder) so that later runs
@@ -64,7 +67,7 @@ def demo_password(state_dir: Path) -> tuple[str, str]:
 
 
 def _logins(settings: Any) -> list[tuple[str, str, str, str]]:
-    """(user, role, status, projects) of every account, from the control DB."""
+    """(user, role, status, projects or USCC) of every account, from the control DB."""
     from sandbox.access import registry
     from sandbox.control.db import open_engine, session_scope
 
@@ -74,7 +77,10 @@ def _logins(settings: Any) -> list[tuple[str, str, str, str]]:
             rows = []
             for user in registry.list_users(session):
                 projects = ", ".join(p.name for p in registry.user_projects(session, user.username))
-                rows.append((user.username, str(user.role), str(user.status), projects or "-"))
+                detail = f"projects: {projects or '-'}"
+                if user.uscc:
+                    detail = f"USCC {user.uscc}" + (f"; projects: {projects}" if projects else "")
+                rows.append((user.username, str(user.role), str(user.status), detail))
             return rows
     finally:
         engine.dispose()
@@ -88,6 +94,18 @@ def _run_synth(scale: int) -> None:
             f"`sandbox synth --scale {scale}` failed (exit {result.returncode}).",
             hint="Run it by hand to see the error, then `sandbox demo` again.",
         )
+
+
+def _seed_enterprise(settings: Any, password: str) -> Any:
+    """The demo enterprise ``ent`` and its authorisation of the demo bank (idempotent; after synth)."""
+    from sandbox.governance.demo import seed_demo_enterprise
+    from sandbox.services.queries import ServiceContext
+
+    ctx = ServiceContext.from_settings(settings)
+    try:
+        return seed_demo_enterprise(ctx, ctx.warehouse_engine, password=password)
+    finally:
+        ctx.close()
 
 
 def demo(
@@ -120,6 +138,9 @@ def demo(
         if resynth or not _warehouse_exists(settings.warehouse_url):
             typer.echo(f"synth: generating the synthetic warehouse (--scale {scale})...")
             _run_synth(scale)
+        enterprise = _seed_enterprise(settings, password)
+        for line in enterprise.created:
+            typer.echo(f"demo: created {line}")
         log_path = hub_settings.state_dir / "jupyterhub.log"
         hub_settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log = None if verbose else log_path.open("ab")
@@ -142,7 +163,7 @@ def demo(
                     log.flush()
                     typer.echo(log_path.read_text(errors="replace")[-3000:], err=True)
                 raise
-            _print_ready(hub_settings, _logins(settings), password, source, report.passwords)
+            _print_ready(hub_settings, _logins(settings), password, source, report.passwords, enterprise)
             while not stop.wait(1.0):
                 if not hub.running():
                     typer.secho("hub: JupyterHub exited; stopping.", fg=typer.colors.RED, err=True)
@@ -163,17 +184,26 @@ def _print_ready(
     password: str,
     source: str,
     created_now: dict[str, str],
+    enterprise: Any = None,
 ) -> None:
     typer.echo("")
     typer.secho(f"Open {hub_settings.public_url} and sign in as one of:", bold=True)
     width = max(len(u) for u, *_ in logins) if logins else 5
-    for user, role, status, projects in logins:
+    for user, role, status, detail in logins:
         secret = created_now.get(user, password)
         note = "" if status == "approved" else f"  ({status}: cannot sign in)"
-        typer.echo(f"  {user:<{width}}  {secret}  {role:<10} projects: {projects}{note}")
+        typer.echo(f"  {user:<{width}}  {secret}  {role:<10} {detail}{note}")
     typer.echo(f"(password from {source}; accounts created earlier keep theirs)")
     typer.echo("Notebooks are in ~/notebooks/ (start with 00-getting-started.ipynb).")
-    typer.echo(f"Stewards review exports at {hub_settings.public_url}services/sandbox/")
+    pages = f"{hub_settings.public_url}services/sandbox/"
+    typer.echo(f"Stewards review exports and applications, admins decide violation reports at {pages}")
+    if enterprise is not None and enterprise.uscc:
+        typer.echo(
+            f"The demo enterprise {enterprise.username} (USCC {enterprise.uscc}) authorises bob's bank: "
+            f'sb.lookup("enterprise_tax", uscc="{enterprise.uscc}"); '
+            f"{enterprise.username} sees its authorisations at {pages}governance/consents"
+        )
+    typer.echo(f"Public disclosure list (no sign-in): {pages}disclosures")
     typer.echo(f"Kernels reach the gateway API at {hub_settings.gateway_url} (loopback, not routed).")
     if hub_settings.mode.value == "demo":
         typer.secho(f"*** {BANNER} ***", fg=typer.colors.RED, bold=True)

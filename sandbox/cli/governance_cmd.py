@@ -475,9 +475,10 @@ def violation_confirm(
 ) -> None:
     """Confirm: revoke the account, freeze its budget, stop its servers, withdraw its exports, publish.
 
-    Servers are stopped through the hub API with a token holding ``admin:servers``
-    (``$SANDBOX_HUB_STOP_TOKEN_FILE``, else this host's ``sandbox-ops`` token); without one the step
-    is recorded as not done.
+    The user's hub tokens are deleted and servers stopped through the hub API
+    (``sandbox.hub.hubapi.close_access``) with a token holding ``admin:servers``, ``read:users`` and
+    ``tokens`` (``$SANDBOX_HUB_STOP_TOKEN_FILE``, else this host's ``sandbox-ops`` token); without one
+    the step is recorded as not done.
     """
     from sandbox.governance import sanctions
 

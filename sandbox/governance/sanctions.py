@@ -15,9 +15,11 @@
   deleted).
 * :func:`disclosures`: the public list; no sign-in needed.
 
-The hub call needs a token with the ``admin:servers`` scope: ``$SANDBOX_HUB_STOP_TOKEN_FILE``,
-else the ``sandbox-ops`` token of this host's hub when readable, else the gateway's own
-service token (see docs/governance.md).
+The hub calls are ``sandbox.hub.hubapi.close_access`` (the code of ``close_hub_access``):
+the user's tokens are deleted and their servers stopped, with a token holding
+``admin:servers``, ``read:users`` and ``tokens``: ``$SANDBOX_HUB_STOP_TOKEN_FILE``; in the
+gateway, its own ``sandbox`` service token (hub role ``sandbox-gateway``); else the
+``sandbox-ops`` token of this host's hub when readable (see docs/governance.md).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
@@ -39,7 +40,7 @@ from sandbox.access import registry
 from sandbox.access.errors import InvalidRequest
 from sandbox.audit.store import append
 from sandbox.control.models import User, UserRole, UserStatus
-from sandbox.errors import AccessDenied, InvalidTransition, NotFound
+from sandbox.errors import AccessDenied, InvalidTransition, NotFound, SandboxError
 from sandbox.governance.agreements import username_of
 from sandbox.governance.common import (
     GovContext,
@@ -69,6 +70,8 @@ DEFAULT_MEASURES = (
     "Access closed: account revoked, notebook servers stopped, budget frozen, pending exports withdrawn."
 )
 HUB_TOKEN_FILE_ENV = "SANDBOX_HUB_STOP_TOKEN_FILE"  # noqa: S105 - the name of the variable
+GATEWAY_SERVICE_NAME = "sandbox"
+"""The gateway's hub service name (``sandbox.hub.settings.SERVICE_NAME``)."""
 
 
 # --------------------------------------------------------------------------- side effects
@@ -76,14 +79,22 @@ HUB_TOKEN_FILE_ENV = "SANDBOX_HUB_STOP_TOKEN_FILE"  # noqa: S105 - the name of t
 
 @dataclass(frozen=True)
 class StopOutcome:
-    """What the hub said when asked to stop a user's servers."""
+    """What the hub said when asked to close a user's access (servers stopped, tokens deleted)."""
 
-    status: str  # stopped / stop_pending / no_hub_user / failed / not_configured
+    status: str  # stopped / stop_pending / not_running / no_hub_user / failed / not_configured
     servers: list[str] = field(default_factory=list)
     detail: str = ""
+    tokens_deleted: int = 0
+    via: str = ""  # which credential was used (a label, never the token)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "servers": self.servers, "detail": self.detail}
+        return {
+            "status": self.status,
+            "servers": self.servers,
+            "detail": self.detail,
+            "tokens_deleted": self.tokens_deleted,
+            "via": self.via,
+        }
 
 
 class ServerStopper(Protocol):
@@ -99,91 +110,106 @@ class NullServerStopper:
         return StopOutcome("not_configured", [], "no JupyterHub API configured")
 
 
-class HttpxServerStopper:
-    """``DELETE {api_url}/users/{name}/server`` (and each named server) with a service token.
+VIA_TOKEN_FILE = f"${HUB_TOKEN_FILE_ENV}"
+VIA_SERVICE = "hub service 'sandbox' (the gateway's own token)"
+VIA_OPS = "hub service 'sandbox-ops' (state folder)"
+VIA_ENV = "$JUPYTERHUB_API_TOKEN"
 
-    The token needs ``admin:servers`` (it includes ``read:servers`` to list named servers and
-    ``delete:servers`` to stop them). JupyterHub answers 204 when stopped, 202 while stopping;
-    a server that is not running is also 204.
+
+class HttpxServerStopper:
+    """Closes a user's access at the hub with :func:`sandbox.hub.hubapi.close_access`.
+
+    The same code as ``close_hub_access`` (``sandbox.hub.hubapi``): delete the user's API
+    tokens, then ``DELETE {api_url}/users/{name}/server`` (and each named server). The token
+    needs ``admin:servers`` (list and stop servers), ``read:users`` and ``tokens`` (without
+    it the servers are still stopped; the detail says the tokens were kept). JupyterHub
+    answers 204 when stopped, 202 while stopping (after its ``slow_stop_timeout``, 10 s, so
+    the timeout here is longer).
     """
 
     def __init__(
-        self, api_url: str, token: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        via: str = "",
     ) -> None:
         self._api = api_url.rstrip("/")
         self._token = token
         self._timeout = timeout
         self._transport = transport
+        self.via = via
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> HttpxServerStopper | None:
         """From ``JUPYTERHUB_API_URL`` and the token in ``$SANDBOX_HUB_STOP_TOKEN_FILE``.
 
-        Without that file the gateway's own service token (``JUPYTERHUB_API_TOKEN``) is used.
+        Without that file the process's own hub token (``JUPYTERHUB_API_TOKEN``) is used: in the
+        gateway, the ``sandbox`` service's token.
         """
         env = dict(os.environ) if environ is None else environ
         url = env.get("JUPYTERHUB_API_URL")
         token = env.get("JUPYTERHUB_API_TOKEN", "")
         token_file = env.get(HUB_TOKEN_FILE_ENV)
         if token_file:
+            via = VIA_TOKEN_FILE
             try:
                 token = Path(token_file).read_text(encoding="utf-8").strip()
             except OSError:
                 log.warning("cannot read %s", HUB_TOKEN_FILE_ENV)
                 token = ""
+        elif env.get("JUPYTERHUB_SERVICE_NAME") == GATEWAY_SERVICE_NAME:
+            via = VIA_SERVICE
+        else:
+            via = VIA_ENV
         if not url or not token:
             return None
-        return cls(url, token)
+        return cls(url, token, via=via)
 
     @classmethod
     def from_hub_settings(cls) -> HttpxServerStopper | None:
         """The ``sandbox-ops`` service token and hub API URL of this host's hub (``sandbox.hub.settings``).
 
-        Works where that token file is readable (the operator's shell, the demo-mode gateway).
+        Works where that token file is readable (the operator's shell on the hub machine).
         """
         try:
+            from sandbox.hub.hubapi import operator_token
             from sandbox.hub.settings import load_hub_settings
 
             hub = load_hub_settings()
-            token = hub.operator_token_file.read_text(encoding="utf-8").strip()
+            token = operator_token(hub)
         except Exception:  # no hub configured here, or the token is not ours to read
             return None
-        return cls(hub.hub_api_url, token) if token else None
-
-    def _client(self) -> httpx.Client:
-        return httpx.Client(
-            headers={"Authorization": f"token {self._token}"},
-            timeout=self._timeout,
-            transport=self._transport,
-        )
+        return cls(hub.hub_api_url, token, via=VIA_OPS)
 
     def stop_servers(self, username: str) -> StopOutcome:
-        name = quote(username, safe="")
+        from sandbox.hub.hubapi import close_access, hub_client
+
         try:
-            with self._client() as client:
-                info = client.get(f"{self._api}/users/{name}")
-                if info.status_code == 404:
-                    return StopOutcome("no_hub_user", [], "the hub has no such user")
-                servers = [""]
-                if info.status_code == 200:
-                    listed = (info.json() or {}).get("servers")
-                    if isinstance(listed, dict) and listed:
-                        servers = sorted(str(s) for s in listed)
-                statuses = []
-                for server in servers:
-                    path = (
-                        f"/users/{name}/server"
-                        if not server
-                        else f"/users/{name}/servers/{quote(server, safe='')}"
-                    )
-                    answer = client.delete(self._api + path)
-                    statuses.append(answer.status_code)
-        except httpx.HTTPError as err:  # never echo the token
-            return StopOutcome("failed", [], f"hub not reachable ({type(err).__name__})")
-        if any(code not in (202, 204) for code in statuses):
-            return StopOutcome("failed", servers, f"hub answered {statuses}")
-        status = "stop_pending" if 202 in statuses else "stopped"
-        return StopOutcome(status, servers, f"hub answered {statuses}")
+            with hub_client(self._api, self._token, timeout=self._timeout, transport=self._transport) as hub:
+                closed = close_access(hub, username)
+        except NotFound:
+            return StopOutcome("no_hub_user", [], "the hub has no such user", via=self.via)
+        except SandboxError as err:  # hub down or refusing; the message never holds the token
+            return StopOutcome("failed", [], str(err), via=self.via)
+        except httpx.HTTPError as err:
+            return StopOutcome("failed", [], f"hub call failed ({type(err).__name__})", via=self.via)
+        servers = list(closed.servers)
+        tokens = f"{closed.tokens_deleted} token(s) deleted"
+        if closed.tokens_kept:
+            tokens += f", {closed.tokens_kept} kept"
+        if closed.tokens_error:
+            tokens += f"; tokens kept: {closed.tokens_error}"
+        detail = f"hub answered {list(closed.stop_statuses)}; {tokens}"
+        if closed.stop_failed:
+            status = "failed"
+        elif not servers:
+            status, detail = "not_running", f"no server was running; {tokens}"
+        else:
+            status = "stop_pending" if closed.stop_pending else "stopped"
+        return StopOutcome(status, servers, detail, tokens_deleted=closed.tokens_deleted, via=self.via)
 
 
 @dataclass(frozen=True)
@@ -262,10 +288,17 @@ class SanctionServices:
 
     @classmethod
     def default(cls, ctx: GovContext) -> SanctionServices:
-        """The hub stopper with the first token found, in this order: the file named by
-        ``$SANDBOX_HUB_STOP_TOKEN_FILE``; the ``sandbox-ops`` token of this host's hub; the
-        gateway's own ``$JUPYTERHUB_API_TOKEN``. None of them: nothing is stopped (recorded)."""
-        if os.environ.get(HUB_TOKEN_FILE_ENV):
+        """The hub stopper with the first token found, in this order:
+
+        1. the file named by ``$SANDBOX_HUB_STOP_TOKEN_FILE`` (with ``$JUPYTERHUB_API_URL``);
+        2. in the gateway (``$JUPYTERHUB_SERVICE_NAME`` is ``sandbox``): its own service token,
+           whose hub role ``sandbox-gateway`` holds the scopes (``sandbox.hub.services``);
+        3. the ``sandbox-ops`` token of this host's hub (the operator's shell on the hub machine);
+        4. any other ``$JUPYTERHUB_API_TOKEN``.
+
+        None of them: nothing is stopped (recorded as ``not_configured``)."""
+        in_gateway = os.environ.get("JUPYTERHUB_SERVICE_NAME") == GATEWAY_SERVICE_NAME
+        if os.environ.get(HUB_TOKEN_FILE_ENV) or in_gateway:
             found = HttpxServerStopper.from_env()
         else:
             found = HttpxServerStopper.from_hub_settings() or HttpxServerStopper.from_env()

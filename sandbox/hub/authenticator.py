@@ -6,11 +6,15 @@
   the hub never stores them.
 * Hub **groups = projects** (``manage_groups``): the user's projects, refreshed at each
   login and every ``auth_refresh_age`` seconds.
-* Hub **roles** come from the registry role (``manage_roles``): researchers and bank
-  analysts (and stewards/auditors, who use the same client for review and audit) get
-  ``sandbox-querier`` = ``access:services!service=sandbox``, the scope the gateway
-  requires. Admins get ``sandbox-operator``: the admin page and stopping servers, but not
-  ``access:servers`` (running code as another user) nor ``tokens``.
+* Hub **roles** come from the registry role (``manage_roles``): every registry role gets
+  ``sandbox-querier`` = ``access:services!service=sandbox``. JupyterHub requires that scope
+  both for the gateway's JSON API (kernels) and for signing in to the gateway's pages
+  through hub OAuth (stewards review, admins confirm violations and countersign,
+  enterprises manage their authorisations, auditors read). The scope only says "may talk
+  to the gateway": the gateway authorises every request from the registry, so an admin or
+  an enterprise without a project gets no DP result from the API. Admins also get
+  ``sandbox-operator``: the admin page and stopping servers, but not ``access:servers``
+  (running code as another user) nor ``tokens``.
 * The built-in ``user`` role loses ``tokens!user``: nobody mints extra API tokens
   (every token they could mint would carry the gateway scope).
 
@@ -59,8 +63,11 @@ OPERATOR_ROLE: dict[str, Any] = {
     "scopes": ["admin-ui", "list:users", "read:users", "list:groups", "read:groups", "admin:servers"],
 }
 
-GATEWAY_ROLES = frozenset({"researcher", "bank", "steward", "auditor"})
-"""Registry roles whose users get the gateway scope."""
+GATEWAY_ROLES = frozenset({"researcher", "bank", "steward", "auditor", "admin", "enterprise"})
+"""Registry roles whose users get the gateway scope: all of them (``sandbox.control.models.UserRole``).
+
+Admins and enterprises need it to sign in to the pages (hub OAuth asks for the service's
+access scope); the gateway's registry checks keep them from data they may not have."""
 
 
 class SandboxAuthenticator(Authenticator):  # type: ignore[misc]

@@ -14,9 +14,17 @@ has **two listeners**:
 So ``http://<hub>/services/sandbox/api/v1/...`` reaches the pages app, which has no such
 path, and answers 404 from the outside.
 
-A second, command-less service, ``sandbox-ops``, holds a token (file in the 0700 state
-folder) that lets the operator's CLI stop servers and delete tokens when access is
-closed (SR-32); see :mod:`sandbox.hub.hubapi`.
+Closing a user's access at the hub (SR-32: stop their servers, delete their tokens) is
+:mod:`sandbox.hub.hubapi`, with one of two tokens:
+
+* the ``sandbox`` service's own token, through the hub role ``sandbox-gateway``
+  (:data:`GATEWAY_SERVICE_SCOPES`): a violation confirmed in the pages or the API is
+  applied by the gateway process itself. In isolated mode the gateway runs as its own
+  Unix account and cannot read the hub's 0700 state folder, so it needs a token of its own;
+  the hub hands it over in the service's environment, as it does for every managed service;
+* a second, command-less service, ``sandbox-ops`` (token file in the 0700 state folder),
+  for the operator's shell on the hub machine (``close_hub_access``, ``sandbox violation
+  confirm``).
 """
 
 from __future__ import annotations
@@ -33,6 +41,16 @@ OPS_SERVICE_NAME = "sandbox-ops"
 
 OPS_SCOPES = ["list:users", "read:users", "admin:servers", "tokens"]
 """What closing a user's access needs: find the user, stop their servers, delete their tokens."""
+
+GATEWAY_ROLE_NAME = "sandbox-gateway"
+GATEWAY_SERVICE_SCOPES = ["read:users", "admin:servers", "tokens"]
+"""The gateway's own hub scopes, for sanctions (``sandbox.hub.hubapi.close_access``): read the
+user, stop their servers, delete their tokens. Not ``list:users`` (it never lists them).
+
+``tokens`` also lets its holder *create* tokens for users: a gateway compromised that far
+could act as a user at the hub (their own server). It already holds the warehouse and the
+control DB, and a sanction must end the tokens at once, so we accept that; dropping ``tokens``
+here keeps server stops working and records the tokens as kept."""
 
 FORWARDED_ENV_PREFIX = "SANDBOX_"
 """Server settings the gateway needs (data dir, warehouse and control-DB URLs, policies).
@@ -127,7 +145,14 @@ def service_roles() -> list[dict[str, Any]]:
         {
             "name": "sandbox-ops",
             "description": "Close a user's access: stop their servers and delete their tokens (SR-32).",
-            "scopes": OPS_SCOPES,
+            "scopes": list(OPS_SCOPES),
             "services": [OPS_SERVICE_NAME],
-        }
+        },
+        {
+            "name": GATEWAY_ROLE_NAME,
+            "description": "The gateway applies confirmed sanctions: stop the user's servers, delete "
+            "their tokens (SR-32).",
+            "scopes": list(GATEWAY_SERVICE_SCOPES),
+            "services": [SERVICE_NAME],
+        },
     ]

@@ -93,13 +93,15 @@ def _cli(args: list[str], env: dict[str, str], log: Path) -> None:
 
 
 def prepared_data(root: Path) -> Path:
-    """One data folder per session: ``sandbox init --demo`` + ``sandbox synth`` (copied per hub)."""
+    """One data folder per session, as ``sandbox demo`` makes it: ``sandbox init --demo``,
+    ``sandbox synth`` and the demo enterprise ``ent`` (copied per hub)."""
     if "demo" not in _prepared:
         data = root / "prepared-data"
         env = base_env(data, 8000, "demo")
         log = root / "prepare.log"
         _cli(["init", "--demo"], env, log)
         _cli(["synth", "--scale", str(SYNTH_SCALE)], env, log)
+        _cli(["consent", "demo-enterprise"], env, log)
         _prepared["demo"] = data
     return _prepared["demo"]
 

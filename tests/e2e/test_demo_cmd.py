@@ -96,10 +96,17 @@ def test_sandbox_demo_runs_and_stops_cleanly_on_sigterm_and_ctrl_c(tmp_path: Pat
         out = first.output
         assert "not isolated — for trying it out" in out
         assert f"http://127.0.0.1:{port}/" in out
-        for user in ("admin", "alice", "bob", "frank", "carol", "dave", "erin"):
+        for user in ("admin", "alice", "bob", "frank", "carol", "dave", "erin", "ent"):
             assert f"  {user} " in out
         assert PASSWORD in out
         assert "synth:" in out
+        # The demo enterprise, seeded right after synth, with its USCC and the bank it authorised.
+        assert "demo: created user ent (enterprise, USCC 91" in out
+        assert "demo: created authorisation" in out and "BANK_A" in out
+        ent_line = next(line for line in out.splitlines() if line.startswith("  ent "))
+        assert "enterprise" in ent_line and "USCC 91" in ent_line and PASSWORD in ent_line
+        with HubUser(f"http://127.0.0.1:{port}/", "ent", PASSWORD) as ent:
+            ent.login()
         with HubUser(f"http://127.0.0.1:{port}/", "alice", PASSWORD) as alice:
             alice.login()
             alice.start_server()
@@ -114,6 +121,8 @@ def test_sandbox_demo_runs_and_stops_cleanly_on_sigterm_and_ctrl_c(tmp_path: Pat
         second.wait_for("Press Ctrl-C", timeout=120)
         assert "synth:" not in second.output  # warehouse kept
         assert "init: created user" not in second.output  # accounts kept
+        assert "demo: created" not in second.output  # the enterprise too
+        assert "  ent " in second.output
         with HubUser(f"http://127.0.0.1:{port}/", "alice", PASSWORD) as alice:
             alice.login()
             alice.start_server()

@@ -15,7 +15,9 @@ from traitlets.config import Config
 
 from sandbox.errors import ConfigError
 from sandbox.hub import lockdown
+from sandbox.hub.authenticator import GATEWAY_ROLES, SandboxAuthenticator
 from sandbox.hub.config import configure
+from sandbox.hub.registry_bridge import Account
 from sandbox.hub.settings import ACCESS_SCOPE, load_hub_settings
 
 
@@ -68,6 +70,37 @@ def test_users_cannot_mint_tokens_and_state_is_private(hub_config: tuple[Config,
     assert not any(scope.startswith("tokens") for scope in user_role["scopes"])
     assert settings.state_dir.stat().st_mode & 0o777 == 0o700
     assert c.JupyterHub.db_url == f"sqlite:///{settings.state_dir / 'jupyterhub.sqlite'}"
+
+
+def test_every_registry_role_may_sign_in_to_the_pages_and_none_mints_tokens() -> None:
+    from sandbox.control.models import UserRole
+
+    assert {r.value for r in UserRole} == GATEWAY_ROLES
+    auth = SandboxAuthenticator()
+    for role in GATEWAY_ROLES:
+        roles = auth.roles_for(Account(name="x", role=role, status="approved", projects=()))
+        scopes = [scope for r in roles for scope in r["scopes"]]
+        assert ACCESS_SCOPE in scopes, role  # hub OAuth of the pages asks for it
+        assert not any(s.startswith("tokens") or s in ("access:servers", "admin:users") for s in scopes), role
+        assert ("admin:servers" in scopes) == (role == "admin"), role
+
+
+def test_the_gateway_service_may_close_access_and_nothing_more(hub_config: tuple[Config, object]) -> None:
+    from sandbox.hub.services import GATEWAY_SERVICE_SCOPES
+
+    c, _ = hub_config
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    gateway = roles["sandbox-gateway"]
+    assert gateway["services"] == ["sandbox"]
+    assert sorted(gateway["scopes"]) == sorted(GATEWAY_SERVICE_SCOPES)
+    assert sorted(GATEWAY_SERVICE_SCOPES) == ["admin:servers", "read:users", "tokens"]
+    assert roles["sandbox-ops"]["services"] == ["sandbox-ops"]
+    others = [r for name, r in roles.items() if name != "sandbox-gateway"]
+    assert not any("sandbox" in r.get("services", []) for r in others)
+    # The gateway holds its own token (from the hub), never the ops token file's path.
+    service = next(s for s in c.JupyterHub.services if s["name"] == "sandbox")
+    assert "SANDBOX_HUB_STOP_TOKEN_FILE" not in service["environment"]
+    assert service["environment"]["JUPYTERHUB_SERVICE_NAME"] == "sandbox"
 
 
 def test_demo_mode_is_the_default_and_is_labelled(hub_config: tuple[Config, object]) -> None:

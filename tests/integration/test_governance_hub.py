@@ -1,6 +1,8 @@
-"""Sanctions against a real JupyterHub: confirming a violation stops the user's running server
-through the hub API (``sandbox-ops`` token, ``admin:servers``) and the gateway refuses the
-user's token at once. Marked ``hub``: it starts JupyterHub, the proxy and the gateway
+"""Sanctions against a real JupyterHub: confirming a violation (here from the operator's shell)
+stops the user's running server and deletes their tokens through the hub API (``sandbox-ops``
+token; ``sandbox.hub.hubapi.close_access``) and the gateway refuses the user's token at once.
+The same confirmation made in the pages, by the gateway process with its own token, is
+``tests/e2e/test_governance_browser.py``. Marked ``hub``: it starts JupyterHub, the proxy and the gateway
 (``tests/e2e/livehub.py``), so it skips locally without them and fails under ``CI=true``.
 """
 
@@ -68,6 +70,8 @@ def test_confirmation_stops_the_running_server_and_refuses_the_token(
         ctx.close()
     assert confirmed.actions is not None
     assert confirmed.actions["servers"]["status"] in ("stopped", "stop_pending"), confirmed.actions
+    assert confirmed.actions["servers"]["via"] == sanctions.VIA_OPS
+    assert confirmed.actions["servers"]["tokens_deleted"] >= 1  # the server's and the minted one
 
     deadline = time.monotonic() + 60
     while _server_state(hub, "frank") and time.monotonic() < deadline:
@@ -75,5 +79,9 @@ def test_confirmation_stops_the_running_server_and_refuses_the_token(
     assert not _server_state(hub, "frank"), "the hub still lists frank's server"
     with hub.gateway(token) as gateway:
         refused = gateway.get("whoami")
-    assert refused.status_code == 403 and refused.json()["error"]["code"] == "account_inactive"
+    # Revoked in the registry (403 account_inactive) and deleted at the hub: once the gateway's
+    # 10 s cache of the hub's answer expires, the token is unknown (401 authentication_failed).
+    assert refused.status_code in (401, 403), refused.text
+    assert refused.json()["error"]["code"] in ("account_inactive", "authentication_failed")
+    assert hub.hub_api("GET", "users/frank/tokens").json()["api_tokens"] == []
     frank.close()

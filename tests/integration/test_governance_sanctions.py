@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -167,15 +168,24 @@ def test_the_hub_stopper_deletes_every_server_with_the_service_token() -> None:
         seen.append((request.method, request.url.raw_path.decode(), request.headers["authorization"]))
         if request.method == "GET" and request.url.path.endswith("/users/gone"):
             return httpx.Response(404)
+        if request.method == "GET" and request.url.path.endswith("/tokens"):
+            return httpx.Response(200, json={"api_tokens": [{"id": "a7"}, {"id": "o9"}]})
         if request.method == "GET":
             return httpx.Response(200, json={"name": "mole", "servers": {"": {}, "big one": {}}})
+        if "/tokens/" in request.url.path:
+            return httpx.Response(204)
         return httpx.Response(204 if request.url.path.endswith("/server") else 202)
 
-    stopper = HttpxServerStopper("http://hub/hub/api/", "svc-token", transport=httpx.MockTransport(handler))
+    stopper = HttpxServerStopper(
+        "http://hub/hub/api/", "svc-token", transport=httpx.MockTransport(handler), via="test"
+    )
     outcome = stopper.stop_servers("mole")
     assert outcome.status == "stop_pending" and outcome.servers == ["", "big one"]
+    assert outcome.tokens_deleted == 2 and outcome.via == "test"
     assert ("DELETE", "/hub/api/users/mole/server", "token svc-token") in seen
     assert ("DELETE", "/hub/api/users/mole/servers/big%20one", "token svc-token") in seen
+    deletes = [path for method, path, _ in seen if method == "DELETE"]
+    assert deletes[:2] == ["/hub/api/users/mole/tokens/a7", "/hub/api/users/mole/tokens/o9"]  # tokens first
     assert stopper.stop_servers("gone").status == "no_hub_user"
 
     def down(request: httpx.Request) -> httpx.Response:
@@ -188,6 +198,69 @@ def test_the_hub_stopper_deletes_every_server_with_the_service_token() -> None:
     assert HttpxServerStopper.from_env(
         {"JUPYTERHUB_API_URL": "http://hub/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
     )
+
+
+def test_the_stopper_is_the_code_of_close_hub_access() -> None:
+    """One set of hub calls (``sandbox.hub.hubapi.close_access``) for the CLI and the sanction."""
+    from sandbox.hub import hubapi
+
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        if request.url.path.endswith("/tokens"):
+            return httpx.Response(403)  # a token with admin:servers only: the tokens stay
+        if request.method == "GET":
+            return httpx.Response(200, json={"name": "mole", "servers": {"": {"ready": True}}})
+        return httpx.Response(204)
+
+    transport = httpx.MockTransport(handler)
+    with hubapi.hub_client("http://hub/hub/api", "t", transport=transport) as hub:
+        closed = hubapi.close_access(hub, "mole")
+    assert closed.server_stopped and closed.tokens_deleted == 0 and "403" in closed.tokens_error
+    direct = list(calls)
+    calls.clear()
+    outcome = HttpxServerStopper("http://hub/hub/api", "t", transport=transport).stop_servers("mole")
+    assert calls == direct  # the same requests, in the same order
+    assert outcome.status == "stopped" and "tokens kept" in outcome.detail
+
+    def idle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/tokens"):
+            return httpx.Response(200, json={"api_tokens": []})
+        return httpx.Response(200, json={"name": "mole", "servers": {}})
+
+    quiet = HttpxServerStopper("http://hub/hub/api", "t", transport=httpx.MockTransport(idle))
+    assert quiet.stop_servers("mole").status == "not_running"
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403)
+
+    no_scope = HttpxServerStopper("http://hub/hub/api", "t", transport=httpx.MockTransport(refused))
+    outcome = no_scope.stop_servers("mole")
+    assert outcome.status == "failed" and "admin:servers" in outcome.detail
+
+
+def test_the_gateway_uses_its_own_service_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the gateway process (service ``sandbox``) the stopper takes the gateway's own token,
+    even where the ``sandbox-ops`` token would be readable; an explicit token file wins."""
+    hub_env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_API_TOKEN": "gw-token"}
+    for key, value in hub_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv(sanctions.HUB_TOKEN_FILE_ENV, raising=False)
+    monkeypatch.setattr(
+        HttpxServerStopper, "from_hub_settings", classmethod(lambda cls: cls("http://ops", "ops", via="ops"))
+    )
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "sandbox")
+    stopper = SanctionServices.default(None).stopper  # type: ignore[arg-type]
+    assert isinstance(stopper, HttpxServerStopper) and stopper.via == sanctions.VIA_SERVICE
+    monkeypatch.delenv("JUPYTERHUB_SERVICE_NAME")
+    assert SanctionServices.default(None).stopper.via == "ops"  # type: ignore[arg-type,attr-defined]
+    token_file = tmp_path / "stop.token"
+    token_file.write_text("file-token\n")
+    monkeypatch.setenv(sanctions.HUB_TOKEN_FILE_ENV, str(token_file))
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "sandbox")
+    stopper = SanctionServices.default(None).stopper  # type: ignore[arg-type]
+    assert stopper.via == sanctions.VIA_TOKEN_FILE  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- channels
