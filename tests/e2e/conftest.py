@@ -1,11 +1,13 @@
-"""Fixtures of the end-to-end tests: a real JupyterHub + proxy + gateway per test module."""
+"""Fixtures of the end-to-end tests: a real JupyterHub + proxy + gateway per test module, and chromium."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from e2e.browser import launched_chromium
 from e2e.livehub import LiveHub, copy_data, prepared_data, running_hub
 
 
@@ -21,3 +23,10 @@ def demo_hub(prepared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     data = copy_data(prepared_data_dir, tmp_path_factory.mktemp("demo-hub"), "data")
     with running_hub("demo", data, "demo") as hub:
         yield hub
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless chromium (Playwright), one per test module; skips if chromium or playwright is missing."""
+    with launched_chromium() as b:
+        yield b

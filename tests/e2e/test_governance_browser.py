@@ -31,23 +31,13 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e.browser import hub_login, screenshot
 from e2e.livehub import ARTIFACTS, LiveHub, copy_data, running_hub
-from support import require
 
 from sandbox.errors import NoGrant
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PREFIX = "services/sandbox/"
 DATASET = "outpatient_visits"  # restricted; providers health_commission (dave) and shenkang (sara)
 QUERY = f"SELECT sex, COUNT(*) AS n FROM {DATASET} GROUP BY sex"
@@ -82,24 +72,8 @@ def gov_hub(prepared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         yield hub
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require(CHROMIUM.exists(), f"chromium missing at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed in this venv")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"governance-{name}.png"), full_page=True)
+    screenshot(page, f"governance-{name}")
 
 
 class SignedIn:
@@ -113,12 +87,7 @@ class SignedIn:
         self.hub = hub
 
     def __enter__(self) -> SignedIn:
-        page = self.page
-        page.goto(f"{self.hub.url}hub/login")
-        page.fill("#username_input", self.name)
-        page.fill("#password_input", self.hub.password)
-        page.click("#login_submit")
-        page.wait_for_load_state()
+        hub_login(self.page, self.hub, self.name)
         return self
 
     def open(self, path: str) -> Any:

@@ -14,6 +14,7 @@ import textwrap
 
 import httpx
 import pytest
+from e2e.browser import launched_chromium
 from e2e.hubclient import LoginRefused
 from e2e.livehub import LiveHub
 
@@ -270,35 +271,13 @@ def test_hub_state_folder_is_private(demo_hub: LiveHub) -> None:
         assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_alice_runs_the_getting_started_notebook_in_jupyterlab(demo_hub: LiveHub) -> None:
     """Sign in with the form, open the notebook in Lab, Run All, find the DP result table."""
-    import os
-
-    from support import require
-
-    require(os.path.exists(CHROMIUM), f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright (Python) is not installed")
     artifacts = demo_hub.log_path.parent
     nb_url = "/hub/user-redirect/lab/tree/notebooks/00-getting-started.ipynb"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.set_default_timeout(60_000)
         page = context.new_page()
@@ -328,4 +307,3 @@ def test_alice_runs_the_getting_started_notebook_in_jupyterlab(demo_hub: LiveHub
         finally:
             page.screenshot(path=str(artifacts / "lab-getting-started.png"))
             context.close()
-            browser.close()

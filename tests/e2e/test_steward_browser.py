@@ -27,23 +27,13 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e.browser import hub_login, screenshot
 from e2e.livehub import ARTIFACTS, LiveHub, copy_data, running_hub
-from support import require
 
 from sandbox.errors import InvalidTransition
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PREFIX = "services/sandbox/"
 QUERY = "SELECT credit_grade, COUNT(*) AS n FROM enterprise_tax GROUP BY credit_grade"
 
@@ -56,24 +46,8 @@ def pages_hub(prepared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         yield hub
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require(CHROMIUM.exists(), f"chromium missing at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed in this venv")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"steward-{name}.png"), full_page=True)
+    screenshot(page, f"steward-{name}")
 
 
 def test_the_api_is_not_behind_the_public_proxy_but_the_pages_are(pages_hub: LiveHub) -> None:
@@ -116,11 +90,7 @@ def test_steward_reviews_in_the_browser_and_the_requester_downloads_through_the_
     context.set_default_timeout(30_000)
     page = context.new_page()
     try:
-        page.goto(f"{pages_hub.url}hub/login")
-        page.fill("#username_input", "carol")
-        page.fill("#password_input", pages_hub.password)
-        page.click("#login_submit")
-        page.wait_for_load_state()
+        hub_login(page, pages_hub, "carol")
         page.goto(f"{pages_hub.url}{PREFIX}exports")  # hub OAuth hand-over, then the list
         page.wait_for_url(f"**/{PREFIX}exports")
         assert page.inner_text("#signed-in-as").startswith("carol")
@@ -189,11 +159,7 @@ def test_steward_reviews_in_the_browser_and_the_requester_downloads_through_the_
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = context.new_page()
-        page.goto(f"{pages_hub.url}hub/login")
-        page.fill("#username_input", "carol")
-        page.fill("#password_input", pages_hub.password)
-        page.click("#login_submit")
-        page.wait_for_load_state()
+        hub_login(page, pages_hub, "carol")
         page.goto(f"{pages_hub.url}{PREFIX}exports/{first['id']}")
         page.wait_for_url(f"**/{PREFIX}exports/{first['id']}")
         assert page.get_attribute("#status", "data-status") == "released"
