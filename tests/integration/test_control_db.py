@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, inspect, select, text
+from support.schema import schema_diff
 
 from sandbox.audit.chain import GENESIS
 from sandbox.control.db import (
@@ -18,23 +17,9 @@ from sandbox.control.db import (
     normalise_url,
     session_scope,
 )
-from sandbox.control.models import AuditHead, Base, User
+from sandbox.control.models import AuditHead, User
 
 FOUNDATION_TABLES = {"users", "projects", "project_members", "grants", "audit_log", "audit_head"}
-
-
-def _include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    if type_ == "table":
-        return name in FOUNDATION_TABLES
-    table = getattr(obj, "table", None)
-    return table is None or table.name in FOUNDATION_TABLES
-
-
-def _schema_diff(engine: Engine) -> list[object]:
-    """Differences between the 0001 tables in the DB and the models (other areas' tables ignored)."""
-    opts = {"compare_type": True, "include_object": _include}
-    with engine.connect() as conn:
-        return list(compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata))
 
 
 def test_schema_diff_sees_a_missing_index(sqlite_url: str) -> None:
@@ -43,7 +28,7 @@ def test_schema_diff_sees_a_missing_index(sqlite_url: str) -> None:
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP INDEX ix_audit_log_kind")
-        assert _schema_diff(engine) != []
+        assert schema_diff(engine, FOUNDATION_TABLES) != []
     finally:
         engine.dispose()
 
@@ -54,7 +39,7 @@ def _check_foundation(url: str) -> None:
     try:
         assert current_revision(engine) == "0001_foundation"
         assert set(inspect(engine).get_table_names()) >= FOUNDATION_TABLES
-        assert _schema_diff(engine) == []
+        assert schema_diff(engine, FOUNDATION_TABLES) == []
         with session_scope(engine) as session:
             head = session.get(AuditHead, 1)
             assert head is not None and (head.seq, head.hash) == (0, GENESIS)

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import inspect
+from support.schema import schema_diff
 
 import sandbox.ledger.models  # noqa: F401 - registers the ledger tables on Base.metadata
 from sandbox.control.db import alembic_config, current_revision, make_engine, migrate
-from sandbox.control.models import Base
 
 LEDGER_TABLES = {"releases", "budget_spend"}
-
-
-def _include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    if type_ == "table":
-        return name in LEDGER_TABLES
-    table = getattr(obj, "table", None)
-    return table is None or table.name in LEDGER_TABLES
-
-
-def _schema_diff(engine: Engine) -> list[object]:
-    opts = {"compare_type": True, "include_object": _include}
-    with engine.connect() as conn:
-        return list(compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata))
 
 
 def _check(url: str) -> None:
@@ -34,7 +19,7 @@ def _check(url: str) -> None:
     try:
         assert current_revision(engine) == "0002_ledger"
         assert set(inspect(engine).get_table_names()) >= LEDGER_TABLES
-        assert _schema_diff(engine) == []
+        assert schema_diff(engine, LEDGER_TABLES) == []
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "0001_foundation")
         assert not LEDGER_TABLES & set(inspect(engine).get_table_names())
