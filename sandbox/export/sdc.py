@@ -251,21 +251,16 @@ def check_dominance(inp: SdcInput, thresholds: ExportThresholds) -> CheckResult:
                     f"{view.desc(pos, scol)}: the published maximum {mcol!r} is {float(share):.0%} of the sum"
                 )
     limits = f"(limits: top 1 ≤ {float(top1):.0%}, top 2 ≤ {float(top2):.0%})"
-    if problems:
-        return CheckResult(
-            "sdc_dominance",
-            Verdict.FAIL,
-            f"{len(problems)} cell(s) dominated by one or two units {limits}: {_listing(problems)}.",
-        )
-    unverified = sorted({c for p, c in magnitude if (p, c) not in checked})
-    if unverified:
-        return CheckResult(
-            "sdc_dominance",
-            Verdict.WARN,
-            f"no contributor detail in the file for {', '.join(repr(c) for c in unverified)}: dominance "
-            f"{limits} could not be verified; a reviewer must confirm no unit dominates a cell.",
-        )
-    return CheckResult("sdc_dominance", Verdict.PASS, f"no magnitude cell is dominated {limits}")
+    return _magnitude_verdict(
+        "sdc_dominance",
+        problems,
+        magnitude,
+        checked,
+        failing=f"cell(s) dominated by one or two units {limits}",
+        unverifiable=f"dominance {limits} could not be verified; "
+        "a reviewer must confirm no unit dominates a cell.",
+        passing=f"no magnitude cell is dominated {limits}",
+    )
 
 
 def check_p_percent(inp: SdcInput, thresholds: ExportThresholds) -> CheckResult:
@@ -295,21 +290,39 @@ def check_p_percent(inp: SdcInput, thresholds: ExportThresholds) -> CheckResult:
             checked.add((pos, col))
             problems.append(f"{view.desc(pos, col)}: {units} unit(s): each can work out the other's value")
     rule = f"p = {thresholds.p_percent}%"
+    return _magnitude_verdict(
+        "sdc_p_percent",
+        problems,
+        magnitude,
+        checked,
+        failing=f"magnitude cell(s) fail the p% rule ({rule})",
+        unverifiable=f"the p% rule ({rule}) could not be verified.",
+        passing=f"every magnitude cell passes the p% rule ({rule})",
+    )
+
+
+def _magnitude_verdict(
+    check: str,
+    problems: list[str],
+    magnitude: list[Cell],
+    checked: set[Cell],
+    *,
+    failing: str,
+    unverifiable: str,
+    passing: str,
+) -> CheckResult:
+    """FAIL listing ``problems``; else WARN naming the columns of magnitude cells left unchecked
+    (no contributor detail in the file); else PASS."""
     if problems:
-        return CheckResult(
-            "sdc_p_percent",
-            Verdict.FAIL,
-            f"{len(problems)} magnitude cell(s) fail the p% rule ({rule}): {_listing(problems)}.",
-        )
+        return CheckResult(check, Verdict.FAIL, f"{len(problems)} {failing}: {_listing(problems)}.")
     unverified = sorted({c for pos, c in magnitude if (pos, c) not in checked})
     if unverified:
         return CheckResult(
-            "sdc_p_percent",
+            check,
             Verdict.WARN,
-            f"no contributor detail in the file for {', '.join(repr(c) for c in unverified)}: the p% rule "
-            f"({rule}) could not be verified.",
+            f"no contributor detail in the file for {', '.join(repr(c) for c in unverified)}: {unverifiable}",
         )
-    return CheckResult("sdc_p_percent", Verdict.PASS, f"every magnitude cell passes the p% rule ({rule})")
+    return CheckResult(check, Verdict.PASS, passing)
 
 
 # ---------------------------------------------------------------- min / max / mode
