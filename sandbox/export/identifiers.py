@@ -262,6 +262,14 @@ class _Candidate:
     start: int
     end: int
 
+    def finding(
+        self, kind: IdentifierKind, severity: Severity, value: str, detail: str, *, pi_adjacent: bool = False
+    ) -> Finding:
+        """A finding over this candidate's span, showing ``value`` masked."""
+        return Finding(
+            kind, severity, mask(value), detail, start=self.start, end=self.end, pi_adjacent=pi_adjacent
+        )
+
 
 def _is_decimal_point(chain: str, groups: list[re.Match[str]], k: int) -> bool:
     """Is the separator between groups k and k+1 a decimal point (``.`` between digit groups)?"""
@@ -324,35 +332,29 @@ def _check_ids(cand: _Candidate) -> list[Finding]:
     if len(t) == 18 and _ID18.fullmatch(t) and cand.lengths in _ID_GROUPINGS and resident_id_date_valid(t):
         if resident_id_check_char(t[:17]) == t[17]:
             out.append(
-                Finding(
+                cand.finding(
                     IdentifierKind.RESIDENT_ID,
                     Severity.HIGH,
-                    mask(t),
+                    t,
                     "18 characters, valid birth date and check character",
-                    start=cand.start,
-                    end=cand.end,
                 )
             )
         else:
             out.append(
-                Finding(
+                cand.finding(
                     IdentifierKind.RESIDENT_ID,
                     Severity.MEDIUM,
-                    mask(t),
+                    t,
                     "ID-shaped with a valid birth date but a wrong check character (possibly a mistyped ID)",
-                    start=cand.start,
-                    end=cand.end,
                 )
             )
     if len(t) == 15 and t.isdigit() and cand.lengths in _LEGACY_GROUPINGS and resident_id_date_valid(t):
         out.append(
-            Finding(
+            cand.finding(
                 IdentifierKind.RESIDENT_ID,
                 Severity.MEDIUM,
-                mask(t),
+                t,
                 "legacy 15-digit ID shape with a valid YYMMDD birth date",
-                start=cand.start,
-                end=cand.end,
             )
         )
     return out
@@ -368,17 +370,7 @@ def _check_uscc(cand: _Candidate) -> list[Finding]:
     pi = t.startswith("92")
     if pi:
         detail += "; 个体工商户 code, relates to a natural person"
-    return [
-        Finding(
-            IdentifierKind.USCC,
-            Severity.HIGH,
-            mask(t),
-            detail,
-            start=cand.start,
-            end=cand.end,
-            pi_adjacent=pi,
-        )
-    ]
+    return [cand.finding(IdentifierKind.USCC, Severity.HIGH, t, detail, pi_adjacent=pi)]
 
 
 def _check_phones(cand: _Candidate, text: str, context: str) -> list[Finding]:
@@ -402,27 +394,18 @@ def _check_phones(cand: _Candidate, text: str, context: str) -> list[Finding]:
             if on
         ]
         out.append(
-            Finding(
+            cand.finding(
                 IdentifierKind.MOBILE,
                 Severity.HIGH if strong else Severity.MEDIUM,
-                mask(number),
+                number,
                 "pattern 1[3-9] + 9 digits" + (f", {', '.join(why)}" if why else ", no check digit exists"),
-                start=cand.start,
-                end=cand.end,
             )
         )
     elif _LANDLINE_RE.fullmatch(number) and lengths in _LANDLINE_GROUPINGS:
         has_zero = number.startswith("0")
         if has_zero or had_prefix or has_context:
             out.append(
-                Finding(
-                    IdentifierKind.LANDLINE,
-                    Severity.MEDIUM,
-                    mask(number),
-                    "021 area code + 8 digits",
-                    start=cand.start,
-                    end=cand.end,
-                )
+                cand.finding(IdentifierKind.LANDLINE, Severity.MEDIUM, number, "021 area code + 8 digits")
             )
     return out
 
@@ -453,7 +436,7 @@ def _check_bank_card(cand: _Candidate) -> list[Finding]:
         sev, detail = Severity.LOW, f"{len(t)}-digit Luhn-valid run"
     else:
         return []
-    return [Finding(IdentifierKind.BANK_CARD, sev, mask(t), detail, start=cand.start, end=cand.end)]
+    return [cand.finding(IdentifierKind.BANK_CARD, sev, t, detail)]
 
 
 def _check_passport(cand: _Candidate, text: str, context: str) -> list[Finding]:
@@ -463,13 +446,11 @@ def _check_passport(cand: _Candidate, text: str, context: str) -> list[Finding]:
     window = _context_window(text, cand.start, cand.end) + " " + context
     strong = bool(_PASSPORT_CONTEXT.search(window))
     return [
-        Finding(
+        cand.finding(
             IdentifierKind.PASSPORT,
             Severity.MEDIUM if strong else Severity.LOW,
-            mask(t),
+            t,
             "passport / permit pattern" + (" with a context word" if strong else ""),
-            start=cand.start,
-            end=cand.end,
         )
     ]
 
