@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from support.uscc import independent_is_valid
 from typer.testing import CliRunner
 
 from sandbox.catalog.warehouse import META_TABLE, RANK_COLUMN, make_engine, meta_table, warehouse_tables
@@ -31,16 +32,6 @@ from sandbox.synth.writer import MetaRow, replace_table
 SCALE = 20_000
 SEED = 7
 SMALL = 2_000
-
-_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-
-
-def independent_is_valid(code: str) -> bool:
-    """GB 32100 check written from the standard (independent of sandbox.synth.uscc)."""
-    if len(code) != 18 or any(ch not in _ALPHABET for ch in code) or not code[2:8].isdigit():
-        return False
-    total = sum(_ALPHABET.index(ch) * pow(3, i, 31) for i, ch in enumerate(code[:17]))
-    return _ALPHABET[(31 - total % 31) % 31] == code[17]
 
 
 def _canonical(value: Any) -> str:

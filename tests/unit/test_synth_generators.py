@@ -12,6 +12,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from support.uscc import independent_is_valid
 
 from sandbox.catalog.warehouse import RANK_COLUMN
 from sandbox.errors import ConfigError
@@ -27,17 +28,6 @@ WINDOW = (date(2017, 1, 1), date(2019, 9, 30))
 ID_NUMBER = re.compile(r"\d{4}")  # generous: an ID number needs 15 or 17 digits in a row
 # Date columns outside the 2017-01 .. 2019-09 record window.
 OTHER_WINDOWS = {("enterprise_registry", "est_date"): (date(1992, 1, 1), date(2019, 9, 30))}
-
-
-_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-
-
-def independent_is_valid(code: str) -> bool:
-    """GB 32100 check written from the standard (independent of sandbox.synth.uscc)."""
-    if len(code) != 18 or any(ch not in _ALPHABET for ch in code) or not code[2:8].isdigit():
-        return False
-    total = sum(_ALPHABET.index(ch) * pow(3, i, 31) for i, ch in enumerate(code[:17]))
-    return _ALPHABET[(31 - total % 31) % 31] == code[17]
 
 
 @pytest.fixture(scope="module")
