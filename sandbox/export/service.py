@@ -338,6 +338,18 @@ def _can_read(session: Session, user: User, req: ExportRequest) -> bool:
     return membership(session, req.project, user) is not None
 
 
+def _readable_request(session: Session, user: str, export_id: int) -> ExportRequest:
+    """The request, if ``user`` may see it (``_can_read``); else AccessDenied."""
+    viewer = _user(session, user)
+    req = _request(session, export_id)
+    if not _can_read(session, viewer, req):
+        raise AccessDenied(
+            f"{viewer.username!r} may not see export request {export_id}.",
+            hint="Requesters, members of its project, its reviewers, admins and auditors can see it.",
+        )
+    return req
+
+
 def _audit_refusal(
     ctx: ExportContext, user: str, project: str, filename: str, data: bytes, err: SandboxError
 ) -> None:
@@ -581,13 +593,7 @@ def _traced_release_ids(
 
 def show(ctx: ExportContext, *, export_id: int, user: str) -> ExportRecord:
     with session_scope(ctx.control_engine) as session:
-        viewer = _user(session, user)
-        req = _request(session, export_id)
-        if not _can_read(session, viewer, req):
-            raise AccessDenied(
-                f"{viewer.username!r} may not see export request {export_id}.",
-                hint="Requesters, members of its project, its reviewers, admins and auditors can see it.",
-            )
+        req = _readable_request(session, user, export_id)
         return _record(req)
 
 
@@ -728,13 +734,7 @@ def manifest(ctx: ExportContext, *, export_id: int, user: str) -> dict[str, Any]
     Whoever may see the request may read it; it exists from the first download on.
     """
     with session_scope(ctx.control_engine) as session:
-        viewer = _user(session, user)
-        req = _request(session, export_id)
-        if not _can_read(session, viewer, req):
-            raise AccessDenied(
-                f"{viewer.username!r} may not see export request {export_id}.",
-                hint="Requesters, members of its project, its reviewers, admins and auditors can see it.",
-            )
+        req = _readable_request(session, user, export_id)
         if req.manifest is None:
             if req.status == ExportStatus.APPROVED.value:
                 hint = "It is approved: its first download releases it and writes the manifest."
