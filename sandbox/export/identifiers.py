@@ -475,28 +475,15 @@ def scan_text(text: str, *, context: str = "", location: str = "") -> list[Findi
         if here:  # an ID, code or phone explains this number better than a weak Luhn hit
             bank = [f for f in bank if f.severity != Severity.LOW]
         found.extend(here + bank)
-    for m in _PLATE.finditer(norm):
-        found.append(
-            Finding(
-                IdentifierKind.PLATE,
-                Severity.MEDIUM,
-                mask(m.group()),
-                "Shanghai plate pattern",
-                start=m.start(),
-                end=m.end(),
+    patterns = (
+        (_PLATE, IdentifierKind.PLATE, mask, "Shanghai plate pattern"),
+        (_EMAIL, IdentifierKind.EMAIL, _mask_email, "e-mail pattern"),
+    )
+    for pattern, kind, masked, detail in patterns:
+        for m in pattern.finditer(norm):
+            found.append(
+                Finding(kind, Severity.MEDIUM, masked(m.group()), detail, start=m.start(), end=m.end())
             )
-        )
-    for m in _EMAIL.finditer(norm):
-        found.append(
-            Finding(
-                IdentifierKind.EMAIL,
-                Severity.MEDIUM,
-                _mask_email(m.group()),
-                "e-mail pattern",
-                start=m.start(),
-                end=m.end(),
-            )
-        )
     return [_with_location(f, text, location) for f in _drop_nested(found)]
 
 
