@@ -163,7 +163,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--epsilon", default="1.0")
     ap.add_argument("--skip-peers", action="store_true")
-    ap.add_argument("--peer-timeout", type=float, default=1800)
+    ap.add_argument("--peer-timeout", type=float, default=1200, help="seconds per peer run")
+    ap.add_argument("--peer-repeat", type=int, default=1, help="runs per peer (best is kept)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -197,6 +198,7 @@ def main() -> None:
                 export_parquet(duck, parquet)
                 os.chmod(parquet, 0o644)
                 common = ["--unit", UNIT, "--key", KEY, "--value", VALUE, "--epsilon", args.epsilon]
+                common += ["--repeat", str(args.peer_repeat)]
                 print("  peers: OpenDP Polars ...", flush=True)
                 results["peer/opendp-polars"] = run_peer(
                     "polars",
