@@ -195,6 +195,14 @@ class CompiledQuery:
     ) -> tuple[list[dict[str, Any]], list[dict[str, float | None]]]:
         stats = {s.primitive.id: s for s in self.statistics}
         halves = {ident: half_width(s) for ident, s in stats.items() if s.noise != "noisy_max"}
+        # the means' Bonferroni half-widths: once per statistic, not once per cell
+        mean_ids = {
+            ident
+            for agg in self.spec.aggregates
+            if agg.kind is AggKind.MEAN
+            for ident in (f"csum:{agg.column}", mean_count_id(self.dataset, agg.column))
+        }
+        halves_975 = {ident: half_width(stats[ident], 0.025) for ident in mean_ids}
         rows: list[dict[str, Any]] = []
         cis: list[dict[str, float | None]] = []
         for c, cell in enumerate(self.plan.cells):
@@ -215,8 +223,8 @@ class CompiledQuery:
                     values[agg.name], ci[agg.name] = mean_estimate(
                         noisy[s_id][c],
                         noisy[n_id][c],
-                        half_width(stats[s_id], 0.025),
-                        half_width(stats[n_id], 0.025),
+                        halves_975[s_id],
+                        halves_975[n_id],
                         fp,
                     )
                 else:

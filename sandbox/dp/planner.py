@@ -2,19 +2,28 @@
 
 The statement, with only bound parameters (no user text in SQL)::
 
-    SELECT k0, …, COUNT(*) AS n_rows, SUM(v0) AS s0, COUNT(v0) AS n0, COUNT(DISTINCT u) AS n_units,
+    SELECT k0, …, COUNT(*) AS n_rows, SUM(v0) AS s0, COUNT(x0) AS n0, COUNT(DISTINCT u) AS n_units,
            COUNT(CASE WHEN v0 < :c THEN 1 END) AS q0_lt0, COUNT(CASE WHEN v0 > :c THEN 1 END) AS q0_gt0, …
-    FROM (SELECT <key>, <bin index>, <fixed-point clamped value>, <unit>
+    FROM (SELECT <key>, <bin index>, <fixed-point clamped value> AS v0, <raw value> AS x0, <unit>
           FROM <dataset>
-          WHERE (<user filter>) AND _rank <= :max_rows_per_unit AND <key> IN (<domain>) …) AS bounded
+          WHERE (<user filter>) AND _rank <= :max_rows_per_unit [AND <boolean key> IN (<domain>)]) AS bounded
     GROUP BY k0, …
 
 * contribution bounding: ``_rank <= max_rows_per_unit`` (rank assigned per unit at ingest);
-* clamping: ``CASE WHEN x < :lower THEN :lower WHEN x > :upper THEN :upper ELSE x END``;
-* fixed point: integers stay integers (times ``10**p``); floats are rounded half away from
-  zero, ``CAST(ROUND(x * 10**p) AS BIGINT)`` on SQLite and the same rule spelled
-  ``FLOOR(y + 0.5)`` / ``-FLOOR(-y + 0.5)`` on DuckDB and PostgreSQL, so all three engines give
-  identical integers (PostgreSQL's ``round(double)`` would break ties to even);
+* clamping and fixed point in one ``CASE`` that evaluates the value once:
+  ``CASE WHEN x < :lower THEN <lower integer> WHEN x > :upper THEN <upper integer>
+  ELSE <round(x * 10**p)> END``. Integers stay integers (times ``10**p``); floats are rounded
+  half away from zero, ``ROUND(y)`` on SQLite and ``FLOOR(y + 0.5)`` / ``-FLOOR(0.5 - y)`` on
+  DuckDB and PostgreSQL (PostgreSQL's ``round(double)`` would break ties to even), so all
+  three engines give identical integers. Only in-bounds values are rounded, so the sign branch
+  is dropped when the bounds do not straddle 0, and the bound constants are the integers the
+  former "clamp, then round" form gave (checked in Python when planning);
+* the non-NULL count of a value is ``COUNT`` of the raw column (the clamped value is NULL
+  exactly when the raw one is), so the value expression appears once in the statement;
+* string and integer keys are not filtered on their domain in SQL: the groups outside the
+  public domain (and ``NULL``) are dropped when the rows are read (:meth:`Plan.exact_cells`).
+  The in-domain cells are the same integers as with an ``IN (<domain>)`` filter, because
+  ``_rank`` bounds a unit's rows over all of its rows and every cell is aggregated on its own;
 * every key of each public domain is released: missing cells are filled with 0 afterwards.
 
 Only per-cell integer aggregates leave the database.
@@ -23,6 +32,7 @@ Only per-cell integer aggregates leave the database.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -58,34 +68,51 @@ __all__ = ["ExactCells", "KeyPlan", "Plan", "Primitive", "plan_query"]
 
 
 class _RoundHalfAway(FunctionElement[float]):
-    """Round a DOUBLE to the nearest integer, ties away from zero, identically on every engine."""
+    """Round a DOUBLE that is never below 0 to the nearest integer, ties away from zero,
+    identically on every engine (``_RoundHalfAwayNonPos``: one never above 0)."""
 
     type = sa.Double()
     name = "round_half_away"
     inherit_cache = True
+    sign = "nonneg"
 
 
-@compiles(_RoundHalfAway)
+class _RoundHalfAwayNonPos(_RoundHalfAway):
+    inherit_cache = True
+    sign = "nonpos"
+
+
 def _round_default(element: _RoundHalfAway, compiler: SQLCompiler, **kw: Any) -> str:
+    # FLOOR(y + 0.5) and its mirror, in IEEE doubles on DuckDB and PostgreSQL alike
     (arg,) = list(element.clauses)
     text = compiler.process(arg, **kw)
-    return f"(CASE WHEN ({text}) < 0 THEN -FLOOR(0.5 - ({text})) ELSE FLOOR(({text}) + 0.5) END)"
+    return f"FLOOR(({text}) + 0.5)" if element.sign == "nonneg" else f"(-FLOOR(0.5 - ({text})))"
 
 
-@compiles(_RoundHalfAway, "sqlite")
 def _round_sqlite(element: _RoundHalfAway, compiler: SQLCompiler, **kw: Any) -> str:
     # SQLite's round(x) is (double)(int64)(x + 0.5) for x >= 0 (mirrored for x < 0): the same rule.
     (arg,) = list(element.clauses)
     return f"ROUND({compiler.process(arg, **kw)})"
 
 
+for _cls in (_RoundHalfAway, _RoundHalfAwayNonPos):
+    compiles(_cls)(_round_default)
+    compiles(_cls, "sqlite")(_round_sqlite)
+
+
+def round_half_away(y: float) -> int:
+    """The engines' rounding rule in Python (the same IEEE double arithmetic)."""
+    return math.floor(y + 0.5) if y >= 0 else -math.floor(0.5 - y)
+
+
 @dataclass(frozen=True)
 class Primitive:
     """One exact per-cell integer vector the mechanisms add noise to.
 
-    kinds: ``rows`` (COUNT(*)), ``nonnull`` (COUNT(v)), ``sum`` (SUM of clamped fixed-point values),
-    ``csum`` (the same sum centred on the bounds' integer midpoint: SUM(v) - centre * COUNT(v)),
-    ``distinct`` (COUNT(DISTINCT unit)), ``quantile`` (per cell, scores of public candidates).
+    kinds: ``rows`` (COUNT(*)), ``nonnull`` (COUNT(x) of the raw column), ``sum`` (SUM of the
+    clamped fixed-point values v), ``csum`` (the same sum centred on the bounds' integer midpoint:
+    SUM(v) - centre * COUNT(x)), ``distinct`` (COUNT(DISTINCT unit)), ``quantile`` (per cell,
+    scores of public candidates).
     """
 
     kind: str
@@ -102,6 +129,11 @@ class Primitive:
         return ":".join(parts)
 
 
+#: Key types matched to their public domain after the query (Python equality is SQL equality
+#: for the strings and integers the warehouse returns); other keys keep ``IN (<domain>)`` in SQL.
+_MATCHED_AFTER = frozenset({ColumnType.STRING, ColumnType.CATEGORY, ColumnType.INTEGER})
+
+
 @dataclass(frozen=True)
 class KeyPlan:
     name: str
@@ -109,6 +141,11 @@ class KeyPlan:
     binned: bool
     values: tuple[Any, ...]  # released key values (bins: labels)
     column_type: ColumnType
+
+    @property
+    def filtered_in_sql(self) -> bool:
+        """Whether the statement keeps only this key's domain (``IN (<domain>)``, binned: ``NOT NULL``)."""
+        return self.binned or self.column_type not in _MATCHED_AFTER
 
     def index_of(self) -> dict[Any, int]:
         return {self._norm(v): i for i, v in enumerate(self.values)} if not self.binned else {}
@@ -119,6 +156,28 @@ class KeyPlan:
         if self.column_type is ColumnType.INTEGER:
             return int(value)
         return str(value)
+
+    def lookup_key(self, value: Any) -> Any:
+        """The :meth:`index_of` key a warehouse value can equal, or ``None`` when it equals none.
+
+        Strict for keys matched after the query, so that a group lands in a cell exactly when
+        ``<key> IN (<domain>)`` would have kept it (``NULL`` never does).
+        """
+        if value is None:
+            return None
+        if self.column_type is ColumnType.INTEGER:
+            if isinstance(value, bool):
+                return None
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float):
+                return int(value) if value.is_integer() else None
+            if isinstance(value, Decimal):
+                return int(value) if value.is_finite() and value == value.to_integral_value() else None
+            return None
+        if self.column_type in (ColumnType.STRING, ColumnType.CATEGORY):
+            return value if isinstance(value, str) else None
+        return self._norm(value)
 
 
 @dataclass(frozen=True)
@@ -158,22 +217,38 @@ class Plan:
         return self.exact_cells(conn.execute(self.statement).all())
 
     def exact_cells(self, rows: Sequence[Any]) -> ExactCells:
-        """Turn the statement's result rows into complete per-cell vectors (missing cells = 0)."""
+        """Turn the statement's result rows into complete per-cell vectors (missing cells = 0).
+
+        Groups whose key lies outside its public domain (or is ``NULL``) are dropped here: the
+        statement does not filter string and integer keys on their domain (module docstring).
+        """
         index = [k.index_of() for k in self.keys]
         sizes = [len(k.values) for k in self.keys]
         raw: dict[str, list[int]] = {label: [0] * self.n_cells for label in self.labels.values()}
+        filled: set[int] = set()
         for row in rows:
             mapping = row._mapping if hasattr(row, "_mapping") else row
-            cell = 0
+            cell: int | None = 0
             for i, key in enumerate(self.keys):
                 value = mapping[f"k{i}"]
                 try:
-                    pos = int(value) if key.binned else index[i][key._norm(value)]
+                    pos = int(value) if key.binned else index[i].get(key.lookup_key(value))
                 except (KeyError, TypeError, ValueError) as err:
                     raise InternalError("The warehouse returned a key outside the public domain.") from err
+                if pos is None:
+                    if key.filtered_in_sql:
+                        raise InternalError("The warehouse returned a key outside the public domain.")
+                    cell = None  # outside the public domain: not a released cell
+                    break
                 if not 0 <= pos < sizes[i]:
                     raise InternalError("The warehouse returned a bin outside the declared bins.")
+                assert cell is not None
                 cell = cell * sizes[i] + pos
+            if cell is None:
+                continue
+            if cell in filled:
+                raise InternalError("The warehouse returned one cell twice.")
+            filled.add(cell)
             for label in raw:
                 value = mapping[label]
                 raw[label][cell] = 0 if value is None else int(value)
@@ -278,16 +353,24 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
     inner_columns: list[ColumnElement[Any]] = []
     for i, key in enumerate(keys):
         column = table.c[key.column]
+        policy = dataset.column(key.column)
         if key.binned:
-            edges = bin_edges(dataset, dataset.column(key.column), "GROUP BY")
-            conditions.append(column.is_not(None))
-            inner_columns.append(_bin_index(column, edges, dataset.column(key.column)).label(f"k{i}"))
+            edges = bin_edges(dataset, policy, "GROUP BY")
+            conditions.append(column.is_not(None))  # a NULL would fall into the last bin
+            inner_columns.append(_bin_index(column, edges, policy).label(f"k{i}"))
         else:
-            conditions.append(column.in_(list(key.values)))
+            if key.filtered_in_sql:
+                conditions.append(column.in_(list(key.values)))
+            # else: groups outside the domain are dropped by Plan.exact_cells
             inner_columns.append(column.label(f"k{i}"))
-    value_label = {c: f"v{j}" for j, c in enumerate(value_columns)}
-    for c in value_columns:
-        inner_columns.append(_fixed_point_sql(table.c[c], fixed[c]).label(value_label[c]))
+    # v<j>: clamped fixed-point value (sums, quantiles); x<j>: the raw column (non-NULL counts)
+    summed = {p.column for p in primitives if p.kind in ("sum", "csum", "quantile")}
+    counted = {p.column for p in primitives if p.kind in ("csum", "nonnull")}
+    for j, c in enumerate(value_columns):
+        if c in summed:
+            inner_columns.append(_fixed_point_sql(table.c[c], fixed[c]).label(f"v{j}"))
+        if c in counted:
+            inner_columns.append(table.c[c].label(f"x{j}"))
     needs_units = any(p.kind == "distinct" for p in primitives)
     if needs_units:
         inner_columns.append(table.c[dataset.privacy_unit].label("u"))
@@ -305,19 +388,21 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
             outer.append(expr.label(label))
 
     for prim in primitives:
-        v = bounded.c[value_label[prim.column]] if prim.column in value_label else None
+        j = value_columns.index(prim.column) if prim.column in value_columns else -1
         if prim.kind == "rows":
             add(prim.id, "n_rows", sa.func.count())
         elif prim.kind == "distinct":
             add(prim.id, "n_units", sa.func.count(sa.distinct(bounded.c.u)))
         elif prim.kind in ("sum", "csum", "nonnull"):
-            assert v is not None and prim.column is not None
-            j = value_columns.index(prim.column)
-            add(f"sum:{prim.column}", f"s{j}", sa.func.sum(v))
-            add(f"nonnull:{prim.column}", f"n{j}", sa.func.count(v))
+            assert prim.column is not None
+            if prim.kind != "nonnull":
+                add(f"sum:{prim.column}", f"s{j}", sa.func.sum(bounded.c[f"v{j}"]))
+            if prim.kind != "sum":
+                # the clamped value is NULL exactly when the raw one is: count the plain column
+                add(f"nonnull:{prim.column}", f"n{j}", sa.func.count(bounded.c[f"x{j}"]))
         elif prim.kind == "quantile":
-            assert v is not None and prim.column is not None
-            j = value_columns.index(prim.column)
+            assert prim.column is not None
+            v = bounded.c[f"v{j}"]
             for m, cand in enumerate(candidates[prim.column]):
                 edge = sa.literal(cand, sa.BigInteger)
                 add(f"lt:{prim.column}:{m}", f"q{j}_lt{m}", sa.func.count(sa.case((v < edge, 1))))
@@ -341,19 +426,40 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
 
 
 def _fixed_point_sql(column: sa.ColumnElement[Any], fp: FixedPoint) -> ColumnElement[Any]:
-    """Clamp to the (fixed-point) bounds, then convert to an integer at the column's precision."""
+    """Clamp to the (fixed-point) bounds and convert to an integer at the column's precision.
+
+    One ``CASE`` on the raw value: out-of-bounds values become the integer bounds, in-bounds
+    values are scaled (and rounded), so the value is read once and rounding (and its sign
+    branch) runs only on in-bounds values. Equal, value by value, to clamping first
+    (``CASE WHEN x < L THEN L WHEN x > U THEN U ELSE x END``) and converting afterwards.
+    """
     if fp.integer:
-        lower, upper = (
-            sa.literal(fp.lower // fp.scale, sa.BigInteger),
-            sa.literal(fp.upper // fp.scale, sa.BigInteger),
+        lo, hi = fp.lower // fp.scale, fp.upper // fp.scale
+        scaled = column * sa.literal(fp.scale, sa.BigInteger) if fp.scale != 1 else column
+        return sa.case(
+            (column < sa.literal(lo, sa.BigInteger), sa.literal(lo * fp.scale, sa.BigInteger)),
+            (column > sa.literal(hi, sa.BigInteger), sa.literal(hi * fp.scale, sa.BigInteger)),
+            else_=scaled,
         )
-        clamped = sa.case((column < lower, lower), (column > upper, upper), else_=column)
-        return clamped * sa.literal(fp.scale, sa.BigInteger) if fp.scale != 1 else clamped
-    lower_f = sa.literal(fp.lower / fp.scale, sa.Double)
-    upper_f = sa.literal(fp.upper / fp.scale, sa.Double)
-    clamped_f = sa.case((column < lower_f, lower_f), (column > upper_f, upper_f), else_=column)
-    scaled = clamped_f * sa.literal(float(fp.scale), sa.Double) if fp.scale != 1 else clamped_f
-    return sa.cast(_RoundHalfAway(scaled), sa.BigInteger)
+    lower_f, upper_f = fp.lower / fp.scale, fp.upper / fp.scale
+    # What "clamp, then round" gives for a value clamped to a bound, in the engines' arithmetic:
+    # the bounds themselves unless they are too large for doubles to hold them exactly.
+    ends = [round_half_away(bound * float(fp.scale)) for bound in (lower_f, upper_f)]
+    if ends != [fp.lower, fp.upper]:
+        raise InternalError(f"Bounds of {fp.column!r} are too large for exact fixed-point arithmetic.")
+    y = column * sa.literal(float(fp.scale), sa.Double) if fp.scale != 1 else column
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
+        (column < sa.literal(lower_f, sa.Double), sa.literal(fp.lower, sa.BigInteger)),
+        (column > sa.literal(upper_f, sa.Double), sa.literal(fp.upper, sa.BigInteger)),
+    ]
+    # Past those branches lower_f <= x <= upper_f: the sign of y = x * 10**p is that of x
+    # (10**p >= 1, so no product underflows to 0) and is known when the bounds do not straddle 0.
+    if fp.lower >= 0:
+        return sa.case(*whens, else_=sa.cast(_RoundHalfAway(y), sa.BigInteger))
+    if fp.upper <= 0:
+        return sa.case(*whens, else_=sa.cast(_RoundHalfAwayNonPos(y), sa.BigInteger))
+    whens.append((column < sa.literal(0.0, sa.Double), sa.cast(_RoundHalfAwayNonPos(y), sa.BigInteger)))
+    return sa.case(*whens, else_=sa.cast(_RoundHalfAway(y), sa.BigInteger))
 
 
 def _bin_index(

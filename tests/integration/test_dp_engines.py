@@ -48,6 +48,13 @@ TOY: dict[str, Any] = {
          "precision": 0, "bins": [0, 5, 10, 20]},
         {"name": "day", "type": "date", "role": "plain"},
         {"name": "ts", "type": "timestamp", "role": "plain"},
+        # a nullable key whose domain holds the text "None" (a NULL key must not land there)
+        {"name": "zone", "type": "category", "role": "plain", "domain": ["x", "None"], "nullable": True},
+        # bounds that do not straddle 0: the planner drops the sign branch of the rounding
+        {"name": "fare", "type": "float", "role": "sensitive", "bounds": {"lower": "14", "upper": "600"},
+         "precision": 2},
+        {"name": "loss", "type": "float", "role": "sensitive", "bounds": {"lower": "-100", "upper": "-0.5"},
+         "precision": 1, "nullable": True},
     ],
 }  # fmt: skip
 
@@ -65,6 +72,9 @@ QUERIES = [
     "WHERE amount IS NOT NULL AND visits IN (1, 2, 3, 30) GROUP BY 1",
     "SELECT year, PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY amount), SUM(amount) FROM toy "
     "WHERE day < DATE '2018-07-01' AND region <> 'w' GROUP BY year",
+    "SELECT zone, COUNT(*), SUM(fare), AVG(fare), AVG(loss), MEDIAN(loss) FROM toy GROUP BY zone",
+    "SELECT region, zone, flag, SUM(loss), AVG(fare), QUANTILE(fare, 0.75) FROM toy "
+    "WHERE fare > 20 OR loss IS NULL GROUP BY region, zone, flag",
 ]
 
 
@@ -95,9 +105,23 @@ def toy_rows(seed: int = 7, units: int = 300) -> list[dict[str, Any]]:
                 amount = rng.choice([-50.0, 150.0, -1000.0, 1e6, 2.5, 0.0])
             else:
                 amount = round(rng.uniform(-80, 200), rng.choice([0, 1, 2, 3]))
+            extreme = [math.inf, -math.inf, 1e300, -1e300, -0.0, 0.0]
+            fare = (
+                rng.choice([14.0, 600.0, 13.995, 600.005, 14.005, 599.995, 0.125, *extreme])
+                if rng.random() < 0.3
+                else round(rng.uniform(5, 700), rng.choice([1, 2, 3, 4]))
+            )
+            loss: float | None = (
+                rng.choice([None, -0.5, -0.55, -0.45, -100.0, -100.05, -2.25, *extreme])
+                if rng.random() < 0.3
+                else round(rng.uniform(-120, 5), rng.choice([1, 2, 3]))
+            )
             rows.append(
                 {
                     "pid": f"P{u:05d}",
+                    "zone": rng.choice(["x", "None", None, "y"]),
+                    "fare": fare,
+                    "loss": loss,
                     "region": rng.choice(["n", "s", "e", "w", "w", "zz"]),
                     "year": rng.choice([2016, 2017, 2018, 2019]),
                     "flag": rng.random() < 0.4,
