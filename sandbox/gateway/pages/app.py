@@ -26,7 +26,6 @@ import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,12 +55,10 @@ def _default_context(settings: Settings) -> Any:
     return ServiceContext.from_settings(settings)
 
 
-def governance_page_router() -> APIRouter | None:
-    """The governance *page* routes (every path not under ``/api``), or None without governance."""
-    try:
-        from sandbox.gateway.routes import governance
-    except ImportError:
-        return None
+def governance_page_router() -> APIRouter:
+    """The governance *page* routes (every path not under ``/api``), public disclosures included."""
+    from sandbox.gateway.routes import governance
+
     pages = APIRouter(include_in_schema=False)
     for route in governance.router.routes:
         if isinstance(route, APIRoute) and not route.path.lstrip("/").startswith("api"):
@@ -108,16 +105,13 @@ def create_pages_app(
 
     app.include_router(routes.router, prefix=base.rstrip("/"))
     governance = governance_page_router()
-    if governance is not None:
-        app.include_router(governance, prefix=base.rstrip("/"))
-        app.dependency_overrides[get_caller] = page_caller  # cookie session, not a token header
-        mounted.update(
-            route.path.removeprefix("/").rstrip("/") or "governance"
-            for route in governance.routes
-            if isinstance(route, APIRoute) and "{" not in route.path and "GET" in (route.methods or ())
-        )
-    if not any(isinstance(r, APIRoute) and r.path == f"{base}disclosures" for r in app.routes):
-        app.add_api_route(f"{base}disclosures", _disclosures, methods=["GET"], include_in_schema=False)
+    app.include_router(governance, prefix=base.rstrip("/"))
+    app.dependency_overrides[get_caller] = page_caller  # cookie session, not a token header
+    mounted.update(
+        route.path.removeprefix("/").rstrip("/") or "governance"
+        for route in governance.routes
+        if isinstance(route, APIRoute) and "{" not in route.path and "GET" in (route.methods or ())
+    )
     state.mounted = frozenset(mounted)
 
     platform = state.ctx.catalog.platform
@@ -141,15 +135,6 @@ def create_pages_app(
     app.add_middleware(SecurityHeaders)
     app.add_middleware(CrashPage)
     return app
-
-
-async def _disclosures(request: Request) -> Response:
-    """The public disclosure list (no sign-in), when governance has no page of its own for it."""
-    from sandbox.governance import sanctions
-
-    entries = await run_in_threadpool(sanctions.disclosures, request.app.state.ctx)
-    response: Response = request.app.state.render(request, "pages/disclosures.html", {"entries": entries})
-    return response
 
 
 class SecurityHeaders:
