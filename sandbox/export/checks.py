@@ -20,6 +20,7 @@ Table checks run for CSV, XLSX (every sheet), JSON and Markdown pipe tables.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sandbox.export import sdc
 from sandbox.export.context import CheckContext, SourceDataset
@@ -55,8 +56,21 @@ _MAX_LISTED = 5
 _MIN_ID_DIGITS = 10  # the shortest identifier that can be a bare number: a landline without 0
 
 
+@dataclass(frozen=True)
+class FileAssessment:
+    """The checks of one file and the DP releases its numbers trace to (one parse, one trace)."""
+
+    results: list[CheckResult]
+    release_ids: list[str]
+
+
 def run_checks(file_bytes: bytes, filename: str, context: CheckContext) -> list[CheckResult]:
     """Run every automatic check on one file; raises ``ExportRejected`` for unusable files."""
+    return assess_file(file_bytes, filename, context).results
+
+
+def assess_file(file_bytes: bytes, filename: str, context: CheckContext) -> FileAssessment:
+    """``run_checks`` plus the ids of the releases the file's numbers trace to."""
     thresholds = context.thresholds
     parsed = parse_file(file_bytes, filename, max_bytes=thresholds.max_file_bytes)
     tier = context.tier
@@ -68,9 +82,11 @@ def run_checks(file_bytes: bytes, filename: str, context: CheckContext) -> list[
     for text, location in parsed.texts:
         findings.extend(scan_text(text, location=location))
     table_results: list[CheckResult] = []
+    release_ids: set[str] = set()
     for table in parsed.tables:
         layout = infer_layout(table)
         trace = trace_table(table, context.releases, layout=layout)
+        release_ids.update(trace.release_ids)
         findings.extend(_scan_table(table, exempt=set(trace.traced)))
         table_results.append(provenance_result(table, trace, tier, releases=context.releases))
         untraced = trace.untraced_set
@@ -96,7 +112,7 @@ def run_checks(file_bytes: bytes, filename: str, context: CheckContext) -> list[
         merged = merge(name, table_results)
         if merged is not None:
             results.append(merged)
-    return results
+    return FileAssessment(results, sorted(release_ids))
 
 
 def overall_verdict(results: Iterable[CheckResult]) -> Verdict:

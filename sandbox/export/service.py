@@ -51,13 +51,12 @@ from sandbox.errors import (
     NotProjectMember,
     SandboxError,
 )
-from sandbox.export.checks import CheckContext, run_checks
+from sandbox.export.checks import CheckContext, assess_file
 from sandbox.export.context import SourceDataset
 from sandbox.export.manifest import ReleaseRef, ReviewRef, SourceRef, build_manifest
 from sandbox.export.models import ExportRequest, ExportReview
-from sandbox.export.provenance import DpRelease, trace_table
+from sandbox.export.provenance import DpRelease
 from sandbox.export.quarantine import QuarantineStore, sha256_hex
-from sandbox.export.readers import parse_file
 from sandbox.export.results import CheckResult, Verdict, worst
 from sandbox.export.states import ExportActor, ExportStatus, check_can_transition
 from sandbox.ledger.models import Release
@@ -450,7 +449,8 @@ def _assess(
     ctx: ExportContext, check_ctx: CheckContext, lineage: list[str], name: str, data: bytes
 ) -> Assessment:
     """Run the checks (raises ``ExportRejected`` for an unusable file) and work out the routing."""
-    results = run_checks(data, name, check_ctx)
+    assessed = assess_file(data, name, check_ctx)
+    results = assessed.results
     tier = check_ctx.tier  # no known lineage counts as restricted
     thresholds = check_ctx.thresholds
     required = max(thresholds.reviewers or 0, ctx.catalog.platform.tiers[tier].export_reviewers)
@@ -465,7 +465,7 @@ def _assess(
         tier=tier,
         departments=_departments(ctx.catalog, check_ctx.sources, tier),
         reviewers_required=required,
-        release_ids=_traced_release_ids(data, name, check_ctx.releases, thresholds),
+        release_ids=assessed.release_ids,
         checks=results,
     )
 
@@ -574,18 +574,6 @@ def submit(
             },
         )
         return _record(req)
-
-
-def _traced_release_ids(
-    data: bytes, name: str, releases: Sequence[DpRelease], th: ExportThresholds
-) -> list[str]:
-    if not releases:
-        return []
-    parsed = parse_file(data, name, max_bytes=th.max_file_bytes)
-    ids: set[str] = set()
-    for table in parsed.tables:
-        ids.update(trace_table(table, releases).release_ids)
-    return sorted(ids)
 
 
 # ---------------------------------------------------------------- show / list
