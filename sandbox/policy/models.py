@@ -136,6 +136,25 @@ class ExportThresholds(_Model):
     )
 
 
+class QueryWindowRule(_Model):
+    """A time window every DP query must stay within (e.g. 31 days of trips)."""
+
+    column: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description=(
+            "Date or timestamp column a query must bound from below and above with top-level AND "
+            "conditions of its WHERE (>=, >, <, <=, =, BETWEEN, IN)."
+        ),
+    )
+    max_days: int = Field(
+        ge=1,
+        description=(
+            "Most calendar days one query may cover, counting the first and the last day "
+            "(>= '2018-01-01' AND < '2018-02-01' covers 31)."
+        ),
+    )
+
+
 class Column(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Column name in the warehouse table.")
     type: ColumnType = Field(description="Logical type of the values.")
@@ -196,6 +215,13 @@ class Dataset(_Model):
     )
     mechanism: Mechanism = Field(
         default=Mechanism.LAPLACE, description="Noise: laplace (pure DP) or gaussian (zCDP)."
+    )
+    query_window: QueryWindowRule | None = Field(
+        default=None,
+        description=(
+            "Optional time window: every DP query must restrict this date/timestamp column to at "
+            "most max_days calendar days (the per-query window the contribution bound assumes)."
+        ),
     )
     columns: list[Column] = Field(min_length=1, description="Every column of the table.")
     budgets: Budgets | None = Field(default=None, description="Overrides of the platform's default budgets.")

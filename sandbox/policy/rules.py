@@ -213,6 +213,7 @@ def check_dataset(raw: Mapping[str, Any], file_stem: str, ctx: Context) -> list[
                 names[name] = i
 
     out.extend(_check_privacy_unit(raw, tier, names, columns))
+    out.extend(_check_query_window(raw, names, columns))
     out.extend(_check_budget_order(("budgets",), _map(raw.get("budgets"))))
     for i, col in enumerate(columns):
         out.extend(_check_column(("columns", i), col, ctx))
@@ -244,6 +245,34 @@ def _check_privacy_unit(
         yield Finding(("privacy_unit",), f"privacy unit column {unit!r} must not be nullable")
     if max_rows is None:
         yield Finding(("max_rows_per_unit",), "required when privacy_unit is set (the contribution bound)")
+
+
+def _check_query_window(
+    raw: Mapping[str, Any], names: Mapping[str, int], columns: list[Mapping[str, Any]]
+) -> Iterator[Finding]:
+    """The window column exists, is a date or timestamp, and may appear in WHERE."""
+    window = raw.get("query_window")
+    if not isinstance(window, Mapping):
+        return  # absent, or the wrong type (pydantic reports it)
+    if raw.get("privacy_unit") is None:
+        yield Finding(("query_window",), "set only together with privacy_unit (it limits DP queries)")
+    column = window.get("column")
+    if not isinstance(column, str):
+        return
+    path = ("query_window", "column")
+    if column not in names:
+        yield Finding(
+            path, f"{column!r} is not a column of this dataset; columns: {_fmt(sorted(names)) or '(none)'}"
+        )
+        return
+    col = columns[names[column]]
+    ctype = col.get("type")
+    if isinstance(ctype, str) and ctype in COLUMN_TYPES and ctype not in TEMPORAL:
+        yield Finding(
+            path, f"{column!r} is a {ctype} column; the query window needs a date or timestamp column"
+        )
+    if col.get("role") == "identifier" or column == raw.get("privacy_unit"):
+        yield Finding(path, f"{column!r} is an identifier column, which queries cannot filter on")
 
 
 def _check_column(path: Path, col: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:

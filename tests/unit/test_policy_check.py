@@ -269,6 +269,42 @@ SINGLE_FAULTS = {
         "columns.2.bounds",
         "only numeric columns",
     ),
+    "query window column not a column": (
+        "transit_trips.yaml",
+        lambda d: d["query_window"].__setitem__("column", "trip_date"),
+        "query_window.column",
+        "'trip_date' is not a column",
+    ),
+    "query window on a non-temporal column": (
+        "transit_trips.yaml",
+        lambda d: d["query_window"].__setitem__("column", "mode"),
+        "query_window.column",
+        "needs a date or timestamp column",
+    ),
+    "query window on an identifier": (
+        "transit_trips.yaml",
+        _col_set("txn_time", "role", "identifier"),
+        "query_window.column",
+        "identifier column",
+    ),
+    "query window of zero days": (
+        "transit_trips.yaml",
+        lambda d: d["query_window"].__setitem__("max_days", 0),
+        "query_window.max_days",
+        "greater than or equal to 1",
+    ),
+    "query window unknown key": (
+        "transit_trips.yaml",
+        lambda d: d["query_window"].__setitem__("days", 31),
+        "query_window.days",
+        "unknown key",
+    ),
+    "query window without privacy unit": (
+        "venue_daily_visitors.yaml",
+        _set("query_window", {"column": "date", "max_days": 31}),
+        "query_window",
+        "only together with privacy_unit",
+    ),
     "unknown citation placeholder": (
         "platform.yaml",
         lambda d: d.__setitem__("citation", d["citation"] + "{user}"),
