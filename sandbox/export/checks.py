@@ -8,13 +8,15 @@ check name, in a fixed order:
 ``lineage``            which datasets and tiers the file derives from (SR-25.2)
 ``identifiers``        ID numbers, USCC, phones, bank cards, plates, e-mail, passports,
                        identifier-like headers (REQUIREMENTS §7)
-``human_review``       images, PDFs and embedded objects always need a person (warn)
+``human_review``       images, PDFs (figures; their text is checked) and embedded objects
+                       always need a person (warn)
 ``provenance``         every number traces to a DP release of the project (SR-25.3)
 ``sdc_*``              disclosure control for untraced numbers (SR-25.4, see ``sdc``)
 ``row_level``          no row-level data from non-open datasets (SR-21, SR-25.5)
 =====================  ============================================================
 
-Table checks run for CSV, XLSX (every sheet), JSON and Markdown pipe tables.
+Table checks run for CSV, XLSX (every sheet), JSON and Markdown pipe tables (also those in
+a TXT file or a PDF's page text). A PDF's text is scanned like a text file's, page by page.
 """
 
 from __future__ import annotations
@@ -97,17 +99,21 @@ def assess_file(file_bytes: bytes, filename: str, context: CheckContext) -> File
                 table, context.sources, thresholds, all_traced=not untraced and bool(trace.traced)
             )
         )
-    results.append(_identifiers(findings, tier, enterprise_data=context.enterprise_data))
+    identifiers = _identifiers(findings, tier, enterprise_data=context.enterprise_data)
+    if parsed.problems:  # part of the file was not read: its absence of findings proves nothing
+        identifiers = CheckResult(
+            "identifiers",
+            worst((identifiers.verdict, Verdict.WARN)),
+            "the gate could not read all of the file (see file_type); in what it read: " + identifiers.reason,
+        )
+    results.append(identifiers)
     if parsed.needs_human_look:
         what = {FileKind.PNG: "an image", FileKind.PDF: "a PDF"}.get(parsed.kind, "embedded objects")
-        results.append(
-            CheckResult(
-                "human_review",
-                Verdict.WARN,
-                f"the file is or contains {what}: the gate cannot read numbers in it, so a steward must look "
-                "at it before release",
-            )
+        reason = parsed.human_look or (
+            f"the file is or contains {what}: the gate cannot read numbers in it, so a steward must look "
+            "at it before release"
         )
+        results.append(CheckResult("human_review", Verdict.WARN, reason))
     for name in CHECK_ORDER[4:]:
         merged = merge(name, table_results)
         if merged is not None:
@@ -123,6 +129,10 @@ def _file_type(parsed: ParsedFile, size: int, limit: int) -> CheckResult:
     what = {FileKind.TEXT: "text", FileKind.MARKDOWN: "Markdown"}.get(parsed.kind, parsed.kind.value.upper())
     tables = f", {len(parsed.tables)} table(s)" if parsed.tables else ""
     reason = f"{what} file, {size:,} bytes (limit {limit:,}){tables}"
+    if parsed.problems:
+        return CheckResult(
+            "file_type", Verdict.FAIL, reason + "; " + "; ".join(parsed.problems + parsed.notes)
+        )
     if parsed.notes:
         return CheckResult("file_type", Verdict.WARN, reason + "; " + "; ".join(parsed.notes))
     return CheckResult("file_type", Verdict.PASS, reason)

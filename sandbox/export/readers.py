@@ -4,6 +4,12 @@ Accepted: CSV/TSV, XLSX, JSON, PNG, PDF, TXT and Markdown. An unknown or
 mismatched type, an empty file, a file over the size limit, text that is not
 UTF-8, or a file that does not parse raises :class:`~sandbox.errors.ExportRejected`
 with a hint saying what to do.
+
+A PDF's text is read with pypdf and fed to the checks as a text file's is (one text per
+page, plus metadata, annotations and form fields; pipe tables become tables). A PDF the
+gate cannot read in full (encrypted, damaged, over :data:`MAX_PDF_PAGES` pages or
+:data:`MAX_PDF_CHARS` characters of text, carrying attached files) is not refused: it gets
+``ParsedFile.problems``, which fail the ``file_type`` check with what to do.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ MAGIC = {
 }
 _MAX_UNPACKED = 200_000_000  # XLSX (zip) members, in total: guards against zip bombs
 _MAX_TEXT_CHUNK = 1_000_000
+MAX_PDF_PAGES = 200  # pages whose text the gate reads; a longer PDF fails file_type
+MAX_PDF_CHARS = 1_000_000  # characters of PDF text (pages, metadata, annotations) in total
 
 
 @dataclass
@@ -73,6 +81,8 @@ class ParsedFile:
     texts: list[tuple[str, str]] = field(default_factory=list)  # (text, location)
     notes: list[str] = field(default_factory=list)  # things a reviewer should know
     needs_human_look: bool = False
+    human_look: str = ""  # why a person must look, when the reader knows better than its kind
+    problems: list[str] = field(default_factory=list)  # why the gate cannot check all of it (fails)
 
 
 def detect_kind(data: bytes, filename: str, *, max_bytes: int) -> FileKind:
@@ -134,7 +144,7 @@ def parse_file(data: bytes, filename: str, *, max_bytes: int) -> ParsedFile:
     if kind == FileKind.PNG:
         return _parse_png(data)
     if kind == FileKind.PDF:
-        return ParsedFile(kind, needs_human_look=True)
+        return _parse_pdf(data)
     text = decode_text(data, filename)
     parsed = ParsedFile(kind, texts=[(text, "")])
     parsed.tables = markdown_tables(text)
@@ -377,6 +387,172 @@ def _inflate(data: bytes) -> bytes:
     d = zlib.decompressobj()
     out = d.decompress(data, _MAX_TEXT_CHUNK)
     return out
+
+
+# ---------------------------------------------------------------- PDF
+
+_PDF_INSTEAD = "or export the tables as CSV/XLSX and the figures as PNG"
+
+
+def _parse_pdf(data: bytes) -> ParsedFile:
+    """Text of every page (fed as a text file's is), metadata, annotations and form fields; never raises.
+
+    What stops the gate from reading all of it goes to ``problems`` (the ``file_type`` check fails
+    with it); figures and images always need a person (``human_look``).
+    """
+    parsed = ParsedFile(FileKind.PDF, needs_human_look=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _read_pdf(data, parsed)
+    # pypdf raises many kinds (PdfReadError, KeyError, ValueError, RecursionError …) on damaged files
+    except Exception as err:
+        parsed.problems.append(
+            f"the PDF could not be read ({type(err).__name__}: {_short(str(err))}), so its text was not "
+            f"checked: save or print it again as a standard PDF, {_PDF_INSTEAD}"
+        )
+    if parsed.problems:
+        parsed.human_look = (
+            "the gate could not read all of the PDF (see file_type): a steward must look at all of it"
+        )
+    return parsed
+
+
+class _PdfText:
+    """Collects a PDF's texts for the checks up to ``MAX_PDF_CHARS`` characters in total."""
+
+    def __init__(self, parsed: ParsedFile) -> None:
+        self.parsed = parsed
+        self.left = MAX_PDF_CHARS
+        self.full = False
+
+    def add(self, text: str, location: str) -> bool:
+        """Keep ``text``; False (and a problem, once) when the cap is reached."""
+        text = text.strip()
+        if self.full:
+            return False
+        if len(text) > self.left:
+            self.full = True
+            self.parsed.problems.append(
+                f"the PDF holds more than {MAX_PDF_CHARS:,} characters of text (the cap was reached at "
+                f"{location}), so the rest was not checked: split it into smaller PDFs, {_PDF_INSTEAD}"
+            )
+            return False
+        if text:
+            self.left -= len(text)
+            self.parsed.texts.append((text, location))
+        return True
+
+
+def _read_pdf(data: bytes, parsed: ParsedFile) -> None:
+    from pypdf import PasswordType, PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    if reader.is_encrypted:
+        if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            parsed.problems.append(
+                "the PDF is encrypted (it needs a password to open), so the gate cannot read its text: "
+                f"export it again without a password, {_PDF_INSTEAD}"
+            )
+            return
+        parsed.notes.append(
+            "the PDF is encrypted without an open password (permissions only); its text was read"
+        )
+    out = _PdfText(parsed)
+    info: dict[Any, Any] = reader.metadata or {}
+    for key in list(info):
+        value = info[key]  # resolves indirect objects (items() would not)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            out.add(f"{str(key).lstrip('/')}: {value}", f"PDF metadata {key}")
+    out.add(_xmp_text(reader), "PDF XMP metadata")
+    for name, value in (reader.get_form_text_fields() or {}).items():
+        if isinstance(value, str):
+            out.add(f"{name}: {value}", f"PDF form field {name!r}")
+    attached = [repr(str(name)) for name in reader.attachments]
+    n_pages = len(reader.pages)
+    read = min(n_pages, MAX_PDF_PAGES)
+    if n_pages > MAX_PDF_PAGES:
+        parsed.problems.append(
+            f"the PDF has {n_pages:,} pages and the gate reads at most {MAX_PDF_PAGES}, so pages after "
+            f"{MAX_PDF_PAGES} were not checked: split it into smaller PDFs, {_PDF_INSTEAD}"
+        )
+    blank: list[str] = []
+    with_images: list[str] = []
+    for number in range(1, read + 1):
+        if out.full:
+            break
+        page = reader.pages[number - 1]
+        text = page.extract_text()
+        if not text.strip():
+            blank.append(str(number))
+        elif out.add(text, f"page {number}"):
+            parsed.tables.extend(Table(t.frame, f"page {number}, {t.name}") for t in markdown_tables(text))
+        for annot in _annotations(page):
+            if annot.get("/Subtype") == "/FileAttachment":
+                attached.append(f"an attachment on page {number}")
+            fields = [annot[k] for k in ("/T", "/Contents") if k in annot]  # [] resolves indirect objects
+            out.add(" ".join(f for f in fields if isinstance(f, str)), f"page {number}, annotation")
+        if _has_images(page):
+            with_images.append(str(number))
+    if attached:
+        parsed.problems.append(
+            f"the PDF carries attached files ({_listing(attached)}), which the gate cannot check: remove "
+            "them and submit each file through the gate on its own"
+        )
+    if blank:
+        what = "no page has" if len(blank) == read else f"page(s) {_listing(blank)} have no"
+        parsed.notes.append(f"{what} extractable text (scanned or image-only?): a person must read them")
+    if read and len(blank) == read:
+        parsed.human_look = (
+            "the PDF has no extractable text (scanned or image-only pages?), so the gate could not check "
+            "it: a steward must read it before release"
+        )
+        return
+    images = f"; images on page(s) {_listing(with_images)}" if with_images else ""
+    parsed.human_look = (
+        f"the text of the PDF was checked ({read} page(s)), but its figures and images were not{images}: "
+        "a steward must look at them before release"
+    )
+
+
+def _xmp_text(reader: Any) -> str:
+    """The text nodes of the XMP packet (dc:creator, dc:title …), one a line; empty if there is none.
+
+    A stream that does not decode raises, so the PDF counts as unreadable: it could hide anything.
+    """
+    stream = reader.root_object.get("/Metadata")
+    if stream is None:
+        return ""
+    raw = stream.get_object().get_data()
+    xml = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return "\n".join(t.strip() for t in re.findall(r">([^<>]+)<", xml) if t.strip())
+
+
+def _annotations(page: Any) -> list[Any]:
+    annots = page.get("/Annots")
+    if annots is None:
+        return []
+    objects = [a.get_object() for a in annots.get_object()]
+    return [a for a in objects if isinstance(a, dict)]
+
+
+def _has_images(page: Any) -> bool:
+    try:
+        return len(page.images) > 0
+    except Exception:  # image listing is for the reviewer's note only
+        return False
+
+
+def _listing(items: list[str], limit: int = 5) -> str:
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def _short(message: str, limit: int = 160) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 # ---------------------------------------------------------------- Markdown tables
