@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from support.pdfs import rewrite, text_pdf
 
 from sandbox.access import registry
 from sandbox.audit import store as audit_store
@@ -202,6 +203,30 @@ def test_refused_files_are_audited_and_not_stored(ctx: ExportContext) -> None:
         submit(ctx, data=b"MZ", name="tool.exe")
     assert kinds(ctx)[-1] == "export.refused"
     assert not any(ctx.quarantine.root.rglob("*")) if ctx.quarantine.root.exists() else True
+
+
+def test_pdf_text_is_checked_at_submission(ctx: ExportContext) -> None:
+    table = ["Table 2", "| district_code | count |", "|---|---|", "| 310101 | 1523 |", "| 310104 | 2210 |"]
+    paper = text_pdf([table])
+    rec = submit(ctx, data=paper, name="paper.pdf", datasets=["enterprise_tax"])
+    verdicts = {c.name: c.verdict.value for c in rec.checks}
+    assert verdicts["identifiers"] == "pass" and verdicts["provenance"] == "pass"
+    assert verdicts["human_review"] == "warn"  # the figures still need a steward
+    assert rec.status == ExportStatus.UNDER_REVIEW
+    assert rec.release_ids == [ctx.release_id]  # type: ignore[attr-defined]
+    assert ctx.quarantine.path_for(rec.sha256).read_bytes() == paper
+
+    leaked = submit(ctx, data=text_pdf([table, ["Contact: 11010519491231002X"]]), name="p.pdf")
+    assert leaked.status == ExportStatus.REJECTED
+    assert "identifiers" in (leaked.decision_reason or "")
+    assert "11010519491231002X" not in json.dumps(leaked.detail(), ensure_ascii=False)
+
+    locked = submit(ctx, data=rewrite(paper, password="s3cret"), name="locked.pdf")
+    assert locked.status == ExportStatus.REJECTED
+    assert "file_type" in (locked.decision_reason or "")
+    file_type = next(c for c in locked.checks if c.name == "file_type")
+    assert "encrypted" in file_type.reason and "without a password" in file_type.reason
+    assert kinds(ctx)[-2:] == ["export.submitted", "export.checked"]
 
 
 def test_tampered_quarantine_file_is_refused_at_release(ctx: ExportContext) -> None:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import test_gateway as tg  # sibling module: build_sandbox, SandboxEnv, Gateway
 from sqlalchemy import func, select
+from support.pdfs import rewrite, text_pdf
 
 from sandbox.access import registry
 from sandbox.control.db import session_scope
@@ -217,6 +218,23 @@ def test_dp_table_passes_and_identifiers_or_extracts_fail(
     assert extract["status"] == "rejected", extract["checks"]
     assert _verdicts(extract["checks"])["row_level"] == "fail"
     assert extract["tier"] == "conditional"
+
+
+def test_pdf_of_released_values_traces_and_an_encrypted_pdf_is_rejected_not_an_error(
+    gw: tg.Gateway, env: tg.SandboxEnv, tax: dict[str, Any]
+) -> None:
+    lines = ["Table 3. Credit grades", "| credit_grade | n |", "|---|---|"]
+    lines += [f"| {label} | {value} |" for label, value in tax["rows"]]
+    paper = text_pdf([lines])
+    dp = _submit(gw, env, "paper.pdf", paper, ["enterprise_tax"])
+    verdicts = _verdicts(dp["checks"])
+    assert verdicts["provenance"] == "pass" and verdicts["identifiers"] == "pass", dp["checks"]
+    assert verdicts["human_review"] == "warn"
+    assert dp["status"] == "under_review" and dp["release_ids"] == [tax["release_id"]]
+
+    locked = _submit(gw, env, "locked.pdf", rewrite(paper, password="s3cret"), ["enterprise_tax"])
+    assert locked["status"] == "rejected" and _verdicts(locked["checks"])["file_type"] == "fail"
+    assert "file_type" in locked["decision_reason"]
 
 
 # --------------------------------------------------------------------------- review, release
