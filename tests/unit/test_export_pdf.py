@@ -6,7 +6,10 @@ Identifier fixtures are the REQUIREMENTS §7.6 vectors, 合成/SYNTHETIC (SR-40)
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from matplotlib.figure import Figure
 from support.pdfs import image_pdf, rewrite, text_pdf
 from test_export_checks import TAX, VISITS, by_name, ctx  # sibling module: shared fixtures
 
@@ -67,6 +70,18 @@ def test_resident_id_in_the_document_metadata_fails(field: str) -> None:
     res = by_name(run_checks(data, "paper.pdf", ctx(TAX)))["identifiers"]
     assert res.verdict == Verdict.FAIL
     assert f"{MASKED_ID} at PDF metadata /{field}" in res.reason
+
+
+def test_hidden_text_is_checked_too() -> None:
+    fig = Figure(figsize=(3, 3))
+    fig.text(0.1, 0.5, "Figure 1")
+    fig.text(0.1, 0.3, "13800138000", color="white")  # white on white
+    fig.text(-2, -2, "card 6217000000000000004")  # outside the page
+    buf = io.BytesIO()
+    fig.savefig(buf, format="pdf")
+    res = by_name(run_checks(buf.getvalue(), "fig.pdf", ctx(TAX)))["identifiers"]
+    assert res.verdict == Verdict.FAIL
+    assert "mobile" in res.reason and "bank card" in res.reason
 
 
 def test_phone_in_a_sticky_note_annotation_fails() -> None:
