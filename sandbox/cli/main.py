@@ -23,6 +23,7 @@ app = typer.Typer(
 _COMMAND_MODULES = [
     "sandbox.cli.policy_cmd",
     "sandbox.cli.synth_cmd",
+    "sandbox.cli.warehouse_cmd",
     "sandbox.cli.init_cmd",
     "sandbox.cli.audit_cmd",
     "sandbox.cli.admin_cmd",

@@ -48,6 +48,7 @@ from sandbox.catalog.warehouse import RANK_COLUMN, dataset_table
 from sandbox.errors import InternalError
 from sandbox.policy.models import Column, ColumnType, Dataset
 
+from .layout import CUBE_ROWS, DerivedInfo, bounded_table, cube_count, cube_sum, cube_table, fx_column
 from .schema import FixedPoint, bin_edges, fixed_point, key_values, quantile_candidates
 from .spec import (
     AggKind,
@@ -64,7 +65,7 @@ from .spec import (
     QuerySpec,
 )
 
-__all__ = ["ExactCells", "KeyPlan", "Plan", "Primitive", "plan_query"]
+__all__ = ["ExactCells", "KeyPlan", "Plan", "Primitive", "cube_eligible", "plan_query"]
 
 
 class _RoundHalfAway(FunctionElement[float]):
@@ -205,8 +206,37 @@ class Plan:
     primitives: tuple[Primitive, ...]
     fixed: Mapping[str, FixedPoint]
     candidates: Mapping[str, tuple[int, ...]]
-    statement: sa.Select[Any]
+    statement: sa.Select[Any]  # on the raw table
     labels: Mapping[str, str]  # primitive id or value column -> result label
+    value_columns: tuple[str, ...] = ()
+
+    def statement_on(
+        self, derived: DerivedInfo | None, *, use_cube: bool = True
+    ) -> tuple[str, sa.Select[Any]]:
+        """The cheapest statement giving the same integers: ``("cube" | "bounded" | "raw", statement)``.
+
+        ``derived`` is the dataset's entry of ``_dp_derived`` (:func:`sandbox.dp.derived.read_layout`);
+        derived tables built for another policy version are ignored (raw table).
+        """
+        if derived is None or not derived.valid_for(self.dataset):
+            return "raw", self.statement
+        metadata = sa.MetaData()
+        dims = derived.cube_dimensions
+        if use_cube and dims is not None and cube_eligible(self, dims):
+            return "cube", _cube_statement(self, cube_table(self.dataset, dims, metadata))
+        statement, labels = _scan_statement(
+            self.spec,
+            self.dataset,
+            self.keys,
+            self.primitives,
+            self.value_columns,
+            self.fixed,
+            self.candidates,
+            bounded_table(self.dataset, metadata),
+        )
+        if labels != self.labels:
+            raise InternalError("The bounded-table statement lays out its cells differently.")
+        return "bounded", statement
 
     @property
     def n_cells(self) -> int:
@@ -318,7 +348,6 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
     """Build the push-down statement and the cell layout of ``spec``."""
     if not dataset.privacy_unit or not dataset.max_rows_per_unit:
         raise InternalError(f"Dataset {dataset.id!r} has no privacy unit; the parser should have refused it.")
-    table = dataset_table(dataset, sa.MetaData())
     k = dataset.max_rows_per_unit
     keys = tuple(
         KeyPlan(
@@ -346,8 +375,45 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
         if p.kind == "quantile" and p.column is not None
     }
 
+    statement, labels = _scan_statement(
+        spec, dataset, keys, primitives, value_columns, fixed, candidates, None
+    )
+    cells = tuple(itertools.product(*[k.values for k in keys])) if keys else ((),)
+    return Plan(
+        spec=spec,
+        dataset=dataset,
+        max_rows_per_unit=k,
+        keys=keys,
+        cells=cells,
+        primitives=primitives,
+        fixed=fixed,
+        candidates=candidates,
+        statement=statement,
+        labels=labels,
+        value_columns=tuple(value_columns),
+    )
+
+
+def _scan_statement(
+    spec: QuerySpec,
+    dataset: Dataset,
+    keys: tuple[KeyPlan, ...],
+    primitives: tuple[Primitive, ...],
+    value_columns: Sequence[str],
+    fixed: Mapping[str, FixedPoint],
+    candidates: Mapping[str, tuple[int, ...]],
+    bounded: sa.Table | None,
+) -> tuple[sa.Select[Any], dict[str, str]]:
+    """The row-scanning statement: on the raw table (``bounded`` is None: rank filter, clamping
+    ``CASE``) or on the derived bounded table (rows already within the cap, ``_fx_`` integers)."""
+    table = bounded if bounded is not None else dataset_table(dataset, sa.MetaData())
+
     # ---- inner: bounded, filtered, clamped rows
-    conditions: list[ColumnElement[bool]] = [table.c[RANK_COLUMN] <= sa.bindparam("max_rows_per_unit", k)]
+    conditions: list[ColumnElement[bool]] = []
+    if bounded is None:
+        conditions.append(
+            table.c[RANK_COLUMN] <= sa.bindparam("max_rows_per_unit", dataset.max_rows_per_unit)
+        )
     if spec.where is not None:
         conditions.insert(0, _where_sql(spec.where, table, dataset))
     inner_columns: list[ColumnElement[Any]] = []
@@ -363,24 +429,34 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
                 conditions.append(column.in_(list(key.values)))
             # else: groups outside the domain are dropped by Plan.exact_cells
             inner_columns.append(column.label(f"k{i}"))
-    # v<j>: clamped fixed-point value (sums, quantiles); x<j>: the raw column (non-NULL counts)
+    # v<j>: clamped fixed-point value (sums, quantiles); x<j>: a column that is NULL exactly when
+    # the value is (non-NULL counts): the raw column, or on the bounded table the _fx_ integer
     summed = {p.column for p in primitives if p.kind in ("sum", "csum", "quantile")}
     counted = {p.column for p in primitives if p.kind in ("csum", "nonnull")}
     for j, c in enumerate(value_columns):
+        if bounded is not None:
+            value: ColumnElement[Any] = table.c[fx_column(c)]
+            raw: ColumnElement[Any] = value
+        else:
+            value, raw = _fixed_point_sql(table.c[c], fixed[c]), table.c[c]
         if c in summed:
-            inner_columns.append(_fixed_point_sql(table.c[c], fixed[c]).label(f"v{j}"))
-        if c in counted:
-            inner_columns.append(table.c[c].label(f"x{j}"))
+            inner_columns.append(value.label(f"v{j}"))
+        if c in counted and not (bounded is not None and c in summed):
+            inner_columns.append(raw.label(f"x{j}"))
     needs_units = any(p.kind == "distinct" for p in primitives)
     if needs_units:
+        assert dataset.privacy_unit is not None
         inner_columns.append(table.c[dataset.privacy_unit].label("u"))
     if not inner_columns:
         inner_columns.append(sa.literal(1, sa.Integer).label("one"))
-    bounded = sa.select(*inner_columns).where(sa.and_(*conditions)).subquery("bounded")
+    inner = sa.select(*inner_columns).select_from(table)
+    if conditions:
+        inner = inner.where(sa.and_(*conditions))
+    rows = inner.subquery("bounded")
 
     # ---- outer: per-cell integer aggregates
     labels: dict[str, str] = {}
-    outer: list[ColumnElement[Any]] = [bounded.c[f"k{i}"] for i in range(len(keys))]
+    outer: list[ColumnElement[Any]] = [rows.c[f"k{i}"] for i in range(len(keys))]
 
     def add(ident: str, label: str, expr: ColumnElement[Any]) -> None:
         if ident not in labels:
@@ -392,37 +468,81 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
         if prim.kind == "rows":
             add(prim.id, "n_rows", sa.func.count())
         elif prim.kind == "distinct":
-            add(prim.id, "n_units", sa.func.count(sa.distinct(bounded.c.u)))
+            add(prim.id, "n_units", sa.func.count(sa.distinct(rows.c.u)))
         elif prim.kind in ("sum", "csum", "nonnull"):
             assert prim.column is not None
             if prim.kind != "nonnull":
-                add(f"sum:{prim.column}", f"s{j}", sa.func.sum(bounded.c[f"v{j}"]))
+                add(f"sum:{prim.column}", f"s{j}", sa.func.sum(rows.c[f"v{j}"]))
             if prim.kind != "sum":
-                # the clamped value is NULL exactly when the raw one is: count the plain column
-                add(f"nonnull:{prim.column}", f"n{j}", sa.func.count(bounded.c[f"x{j}"]))
+                # the clamped value is NULL exactly when the raw one is: count either
+                counted_col = rows.c[f"x{j}"] if f"x{j}" in rows.c else rows.c[f"v{j}"]
+                add(f"nonnull:{prim.column}", f"n{j}", sa.func.count(counted_col))
         elif prim.kind == "quantile":
             assert prim.column is not None
-            v = bounded.c[f"v{j}"]
+            v = rows.c[f"v{j}"]
             for m, cand in enumerate(candidates[prim.column]):
                 edge = sa.literal(cand, sa.BigInteger)
                 add(f"lt:{prim.column}:{m}", f"q{j}_lt{m}", sa.func.count(sa.case((v < edge, 1))))
                 add(f"gt:{prim.column}:{m}", f"q{j}_gt{m}", sa.func.count(sa.case((v > edge, 1))))
-    statement = sa.select(*outer).select_from(bounded)
+    statement = sa.select(*outer).select_from(rows)
     if keys:
-        statement = statement.group_by(*[bounded.c[f"k{i}"] for i in range(len(keys))])
-    cells = tuple(itertools.product(*[k.values for k in keys])) if keys else ((),)
-    return Plan(
-        spec=spec,
-        dataset=dataset,
-        max_rows_per_unit=k,
-        keys=keys,
-        cells=cells,
-        primitives=primitives,
-        fixed=fixed,
-        candidates=candidates,
-        statement=statement,
-        labels=labels,
-    )
+        statement = statement.group_by(*[rows.c[f"k{i}"] for i in range(len(keys))])
+    return statement, labels
+
+
+def cube_eligible(plan: Plan, dimensions: Sequence[str]) -> bool:
+    """Whether the cube over ``dimensions`` answers ``plan``: every key is a plain (non-binned)
+    dimension, every filtered column a dimension, every statistic a count, sum or mean."""
+    dims = set(dimensions)
+    if any(p.kind not in ("rows", "sum", "csum", "nonnull") for p in plan.primitives):
+        return False
+    if any(k.binned or k.column not in dims for k in plan.keys):
+        return False
+    return plan.spec.where is None or _where_columns(plan.spec.where) <= dims
+
+
+def _where_columns(pred: Predicate) -> set[str]:
+    if isinstance(pred, And | Or):
+        return set().union(*[_where_columns(p) for p in pred.items])
+    if isinstance(pred, Not):
+        return _where_columns(pred.item)
+    return {pred.column}
+
+
+def _cube_statement(plan: Plan, cube: sa.Table) -> sa.Select[Any]:
+    """Sum the cube's per-group integers: same labels and cells as the scanning statement.
+
+    Each cube row is one combination of dimension values, so a filter on dimensions keeps a
+    cube row exactly when it would keep each of the rows summed into it.
+    """
+    dataset = plan.dataset
+    conditions: list[ColumnElement[bool]] = []
+    if plan.spec.where is not None:
+        conditions.append(_where_sql(plan.spec.where, cube, dataset))
+    keys: list[ColumnElement[Any]] = []
+    for i, key in enumerate(plan.keys):
+        column = cube.c[key.column]
+        if key.filtered_in_sql:
+            conditions.append(column.in_(list(key.values)))
+        keys.append(column.label(f"k{i}"))
+    by_label: dict[str, ColumnElement[Any]] = {}
+    for ident, label in plan.labels.items():
+        kind, _, col = ident.partition(":")
+        if kind == "rows":
+            expr = sa.func.sum(cube.c[CUBE_ROWS])
+        elif kind == "sum":
+            expr = sa.func.sum(cube.c[cube_sum(col)])
+        elif kind == "nonnull":
+            expr = sa.func.sum(cube.c[cube_count(col)])
+        else:
+            raise InternalError(f"The cube cannot serve the statistic {ident!r}.")
+        by_label[label] = expr.label(label)
+    statement = sa.select(*keys, *by_label.values()).select_from(cube)
+    if conditions:
+        statement = statement.where(sa.and_(*conditions))
+    if plan.keys:
+        statement = statement.group_by(*[cube.c[k.column] for k in plan.keys])
+    return statement
 
 
 def _fixed_point_sql(column: sa.ColumnElement[Any], fp: FixedPoint) -> ColumnElement[Any]:

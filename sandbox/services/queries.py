@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from sandbox.access import registry
@@ -77,6 +80,28 @@ class ServiceContext:
     catalog: Catalog
     control_engine: Engine
     warehouse_engine: Engine
+    #: Seconds a read of the warehouse's derived-table layout (``_dp_derived``) is reused.
+    layout_ttl: float = 10.0
+    _layout: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
+    _layout_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def derived_layout(self, *, refresh: bool = False) -> dict[str, Any]:
+        """The warehouse's current derived tables by dataset (``sandbox.dp.derived.read_layout``),
+        re-read at most every ``layout_ttl`` seconds; ``{}`` when none exist or they cannot be read."""
+        now = time.monotonic()
+        cached = self._layout
+        if not refresh and cached is not None and now - cached[0] < self.layout_ttl:
+            return cached[1]
+        with self._layout_lock:
+            from sandbox.dp.derived import read_layout
+
+            try:
+                with self.warehouse_engine.connect() as conn:
+                    layout: dict[str, Any] = read_layout(conn, self.catalog.datasets)
+            except Exception:  # an unreadable layout only costs speed: the raw tables are always right
+                layout = {}
+            self._layout = (now, layout)
+            return layout
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> ServiceContext:
@@ -202,9 +227,25 @@ def _compile(spec: Any, catalog: Catalog, epsilon: Decimal) -> Any:
 
 
 def _execute(ctx: ServiceContext, compiled: Any) -> list[Any]:
-    """Run the one push-down statement; only per-cell aggregates come back."""
+    """Run the one push-down statement; only per-cell aggregates come back.
+
+    The statement runs on the dataset's derived cube or bounded table when they are current
+    (same integers, less work: ``sandbox.dp.layout``), else on the raw table. Should a derived
+    table vanish between the layout read and the query (a concurrent rebuild), the raw-table
+    statement runs instead and the layout is re-read next time.
+    """
+    plan = getattr(compiled, "plan", None)
+    derived = ctx.derived_layout().get(compiled.dataset.id) if plan is not None else None
+    source, statement = plan.statement_on(derived) if plan is not None else ("raw", compiled.statement)
     with ctx.warehouse_engine.connect() as conn:
-        return list(conn.execute(compiled.statement).all())
+        if source == "raw":
+            return list(conn.execute(statement).all())
+        try:
+            return list(conn.execute(statement).all())
+        except DBAPIError:
+            conn.rollback()
+            ctx.derived_layout(refresh=True)
+            return list(conn.execute(compiled.statement).all())
 
 
 def _jsonable(value: Any) -> Any:

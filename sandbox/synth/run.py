@@ -12,6 +12,7 @@ from sqlalchemy import Engine, MetaData
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from sandbox.catalog.warehouse import make_engine, meta_table, warehouse_tables
+from sandbox.dp.derived import build_derived
 from sandbox.errors import ConfigError, SandboxError
 from sandbox.policy.loader import Catalog
 from sandbox.synth.base import SynthContext
@@ -95,8 +96,14 @@ def synthesize(
                 generated_at=datetime.now(UTC).replace(tzinfo=None, microsecond=0),
             )
             hook = (lambda n, _d=ds_id: progress.advance(_d, n)) if progress is not None else None
+            dataset = catalog.dataset(ds_id)
+            derive = (
+                (lambda conn, _ds=dataset, _sum=checksum: build_derived(conn, _ds, source_checksum=_sum))
+                if dataset.privacy_unit and dataset.max_rows_per_unit
+                else None
+            )
             try:
-                replace_table(eng, tables[ds_id], frame, meta, row, progress=hook)
+                replace_table(eng, tables[ds_id], frame, meta, row, progress=hook, after_load=derive)
             except SQLAlchemyError as err:
                 raise _write_failed(ds_id, err) from err
             if ds_id not in PARENTS:

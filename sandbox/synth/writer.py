@@ -64,8 +64,13 @@ def replace_table(
     *,
     progress: Progress | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    after_load: Callable[[Connection], None] | None = None,
 ) -> None:
-    """Replace ``tbl`` by ``frame`` (columns in table order) and record ``meta_row``, atomically."""
+    """Replace ``tbl`` by ``frame`` (columns in table order) and record ``meta_row``, atomically.
+
+    ``after_load`` runs in the same transaction once the rows and the meta row are in (the DP
+    engine's derived tables are built there), so it commits or rolls back with the table.
+    """
     names = [c.name for c in tbl.columns]
     missing = [n for n in names if n not in frame.columns]
     if missing:
@@ -87,6 +92,8 @@ def replace_table(
                 progress(len(chunk))
         conn.execute(delete(meta).where(meta.c.dataset == meta_row.dataset))
         conn.execute(insert(meta).values(**meta_row.values()))
+        if after_load is not None:
+            after_load(conn)
 
 
 def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
