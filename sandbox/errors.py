@@ -321,6 +321,25 @@ class QueryWhere(InvalidQuery):
     )
 
 
+class QueryTimeWindowRequired(InvalidQuery):
+    """The dataset's policy sets a query window and WHERE does not bound its column on both sides."""
+
+    code = "query_time_window_required"
+    default_hint = (
+        "Bound the dataset's window column from below and above with top-level AND conditions, "
+        "e.g. WHERE txn_time >= '2018-01-01' AND txn_time < '2018-02-01' (sb.describe() shows the window)."
+    )
+
+
+class QueryTimeWindowTooLong(InvalidQuery):
+    """The WHERE bounds the window column, but over more days than the policy allows."""
+
+    code = "query_time_window_too_long"
+    default_hint = (
+        "Narrow the date range to the dataset's query window and ask several queries for a longer period."
+    )
+
+
 class QueryTypeMismatch(InvalidQuery):
     code = "query_type_mismatch"
     default_hint = (

@@ -3,8 +3,9 @@
 A whitelist: every node must be one this module knows in the place it appears, so anything
 else is rejected (``InvalidQuery`` subclasses with stable codes). Common mistakes are
 recognised first, so their error names the construct (a join gets ``query_join``, not a
-generic message). Messages quote only the query and public metadata. Used by the parser
-(``parse_sql``) and the builder (``Query.spec``).
+generic message). A dataset whose policy sets a ``query_window`` also needs a WHERE that keeps
+within it (:mod:`sandbox.dp.window`, checked on the finished spec). Messages quote only the
+query and public metadata. Used by the parser (``parse_sql``) and the builder (``Query.spec``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from .spec import (
     QuerySpec,
 )
 from .where import WhereMixin
+from .window import check_query_window
 
 __all__ = ["validate_ast"]
 
@@ -127,7 +129,7 @@ class _Validator(WhereMixin):
         where = self._where(select)
         order = self._order(select, items)
         limit = self._limit(select)
-        return QuerySpec(
+        spec = QuerySpec(
             dataset=self.dataset.id,
             keys=keys,
             aggregates=aggregates,
@@ -136,6 +138,8 @@ class _Validator(WhereMixin):
             order_by=order,
             limit=limit,
         )
+        check_query_window(spec, self.dataset)  # on the spec: same rule for SQL and the builder
+        return spec
 
     # ---------------------------------------------------------------- structure
 

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import sqlite
 
 from sandbox.dp import QuerySpec, compile_query, parse_sql
 from sandbox.dp.schema import is_identifier, key_values
-from sandbox.dp.spec import AggKind, predicate_columns
+from sandbox.dp.spec import AggKind, And, predicate_columns
 from sandbox.errors import InternalError, InvalidQuery
 from sandbox.policy.loader import Catalog, load_policies
 
@@ -36,7 +36,8 @@ VALID = [
     "SELECT event_type, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY amount_wan) FROM penalties "
     "WHERE event_date >= DATE '2018-01-01' AND closed IS NOT NULL GROUP BY 1",
     "SELECT card_type, mode, COUNT(*), QUANTILE(fare_yuan, 0.25) FROM transit_trips "
-    "WHERE txn_time < TIMESTAMP '2019-01-01 00:00:00' GROUP BY card_type, mode",
+    "WHERE txn_time >= TIMESTAMP '2018-12-01 00:00:00' AND txn_time < TIMESTAMP '2019-01-01 00:00:00' "
+    "GROUP BY card_type, mode",
 ]
 
 VOCABULARY = [
@@ -98,6 +99,10 @@ def assert_within_subset(sql: str, spec: QuerySpec) -> None:
     if spec.where is not None:
         for name in predicate_columns(spec.where):
             assert not is_identifier(dataset, dataset.column(name))
+    if dataset.query_window is not None:  # a query window needs top-level conditions on its column
+        assert spec.where is not None, sql
+        top = spec.where.items if isinstance(spec.where, And) else (spec.where,)
+        assert any(getattr(p, "column", None) == dataset.query_window.column for p in top), sql
     assert parse_sql(spec.to_sql(), CATALOG) == spec
     compiled = compile_query(spec, CATALOG, Decimal("0.1"))
     str(compiled.statement.compile(dialect=sqlite.dialect()))

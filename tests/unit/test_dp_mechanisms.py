@@ -194,7 +194,12 @@ def test_several_statistics_compose_to_the_request(catalog: Catalog) -> None:
 
 
 def test_gaussian_dataset_charges_rho(catalog: Catalog) -> None:
-    cq = compiled("SELECT card_type, COUNT(*) FROM transit_trips GROUP BY card_type", catalog, "0.05")
+    cq = compiled(
+        "SELECT card_type, COUNT(*) FROM transit_trips "
+        "WHERE txn_time >= '2018-01-01' AND txn_time < '2018-02-01' GROUP BY card_type",
+        catalog,
+        "0.05",
+    )
     assert cq.budget_unit == "rho"
     assert_charge_is_the_map(cq, Decimal("0.05"))
     s = stat(cq, "rows")

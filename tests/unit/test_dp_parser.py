@@ -350,7 +350,7 @@ def test_spec_is_frozen(catalog: Catalog) -> None:
         "SELECT COUNT(DISTINCT uscc) FROM penalties WHERE event_date < DATE '2018-06-01' "
         "AND closed IS NOT NULL",
         "SELECT card_type, SUM(fare_yuan) FROM transit_trips "
-        "WHERE txn_time > TIMESTAMP '2018-01-01 07:30:00' "
+        "WHERE txn_time > TIMESTAMP '2018-01-01 07:30:00' AND txn_time <= '2018-01-31 23:59:59' "
         "GROUP BY card_type",
     ],
 )
