@@ -121,6 +121,11 @@ class BudgetsPublic(_Out):
     delta: WireDecimal
 
 
+class QueryWindowPublic(_Out):
+    column: str = Field(description="Date or timestamp column every DP query must bound on both sides.")
+    max_days: int = Field(description="Most calendar days one query may cover (first and last included).")
+
+
 class DatasetPublic(_Out):
     id: str
     name_zh: str
@@ -139,6 +144,9 @@ class DatasetPublic(_Out):
     privacy_unit: str | None
     max_rows_per_unit: int | None
     mechanism: str
+    query_window: QueryWindowPublic | None = Field(
+        default=None, description="Per-query time window of the policy (docs/dp.md); None when unset."
+    )
     default_epsilon: WireDecimal = Field(description="Epsilon used when a query names none.")
     budgets: BudgetsPublic | None = Field(description="None for open datasets (no DP).")
     columns: list[ColumnPublic]
@@ -196,6 +204,11 @@ def dataset_public(platform: Platform, ds: Dataset, budgets: Any) -> DatasetPubl
         privacy_unit=ds.privacy_unit,
         max_rows_per_unit=ds.max_rows_per_unit,
         mechanism=ds.mechanism.value,
+        query_window=(
+            QueryWindowPublic(column=ds.query_window.column, max_days=ds.query_window.max_days)
+            if ds.query_window is not None
+            else None
+        ),
         default_epsilon=platform.defaults.default_query_epsilon,
         budgets=(
             BudgetsPublic(
