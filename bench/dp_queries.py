@@ -5,7 +5,10 @@ Builds one catalogue table (``taxi_trips``: unit ``vehicle_pseudo``, 60 rows per
 times, in one run:
 
 * exact SQL ``GROUP BY`` (count + mean over the 16 pick-up districts) on the same engine;
-* our engine (parse -> compile -> one push-down statement -> OpenDP noise), same question;
+* our engine (parse -> compile -> one push-down statement -> OpenDP noise), same question, three
+  ways: as deployed (the planner picks the count/sum cube built at ingest), on the bounded table
+  (cube off: a scan of the rows within the cap, fixed-point integers) and on the raw table (rank
+  filter and clamping per row, as without derived tables);
 * OpenDP's own Context/Polars API on the same data (Parquet), in its own virtualenv;
 * SmartNoise SQL 1.0.10 on the same PostgreSQL, in its own virtualenv;
 * Tumult Analytics 0.21 (Spark local) on the same data (Parquet), in its own virtualenv;
@@ -59,6 +62,7 @@ def child(mode: str, url: str, repeat: int, epsilon: str) -> dict[str, Any]:
 
     from sandbox.catalog.warehouse import make_engine
     from sandbox.dp import compile_query, parse_sql
+    from sandbox.dp.derived import read_layout
     from sandbox.policy.loader import load_policies
 
     catalog = load_policies()
@@ -66,7 +70,12 @@ def child(mode: str, url: str, repeat: int, epsilon: str) -> dict[str, Any]:
     base_rss = _peak_rss_mb()
     times: list[float] = []
     groups = 0
+    source = "raw"
     with engine.connect() as conn:
+        # the gateway reads the layout once and reuses it (ServiceContext.derived_layout, 10 s)
+        derived = read_layout(conn, catalog.datasets).get(DATASET)
+        if mode != "exact" and mode != "engine-raw" and derived is None:
+            raise SystemExit(f"no current derived tables for {DATASET} in {url}")
         for _ in range(repeat):
             t0 = time.perf_counter()
             if mode == "exact":
@@ -75,12 +84,17 @@ def child(mode: str, url: str, repeat: int, epsilon: str) -> dict[str, Any]:
             else:
                 spec = parse_sql(DP_SQL, catalog)
                 compiled = compile_query(spec, catalog, Decimal(epsilon))
-                rows = conn.execute(compiled.statement).all()
+                if mode == "engine-raw":
+                    statement = compiled.statement
+                else:
+                    source, statement = compiled.plan.statement_on(derived, use_cube=mode == "engine")
+                rows = conn.execute(statement).all()
                 release = compiled.release(rows)
                 groups = len(release.rows)
             times.append(time.perf_counter() - t0)
     engine.dispose()
     return {
+        "source": source,
         "seconds": min(times),
         "median_seconds": sorted(times)[len(times) // 2],
         "rss_mb": _peak_rss_mb(),
@@ -191,7 +205,7 @@ def main() -> None:
             print(f"  duckdb     {build(duck_url, rows):.1f} s", flush=True)
             print(f"  postgresql {build(pg_url, rows):.1f} s", flush=True)
             for eng, url in (("duckdb", duck_url), ("postgresql", pg_url)):
-                for mode in ("exact", "engine"):
+                for mode in ("exact", "engine", "engine-scan", "engine-raw"):
                     results[f"{eng}/{mode}/{rows}"] = run_child(mode, url, args.repeat, args.epsilon)
             if rows == args.rows and not args.skip_peers:
                 parquet = Path(tmp) / f"{DATASET}.parquet"
@@ -224,12 +238,16 @@ def main() -> None:
     n = args.rows
     print()
     print(f"DP grouped count + mean over 16 districts, {DATASET}, {n:,} rows, epsilon={args.epsilon}")
-    print(f"{'system':<38}{'seconds':>10}{'peak RSS MB':>14}")
+    print(f"{'system':<38}{'seconds':>10}{'peak RSS MB':>14}  table read")
     for key, label in [
         (f"duckdb/exact/{n}", "DuckDB exact SQL GROUP BY"),
-        (f"duckdb/engine/{n}", "DuckDB our DP engine"),
+        (f"duckdb/engine/{n}", "DuckDB ours (as deployed: cube)"),
+        (f"duckdb/engine-scan/{n}", "DuckDB ours, bounded-table scan"),
+        (f"duckdb/engine-raw/{n}", "DuckDB ours, raw table"),
         (f"postgresql/exact/{n}", "PostgreSQL exact SQL GROUP BY"),
-        (f"postgresql/engine/{n}", "PostgreSQL our DP engine"),
+        (f"postgresql/engine/{n}", "PostgreSQL ours (as deployed: cube)"),
+        (f"postgresql/engine-scan/{n}", "PostgreSQL ours, bounded-table scan"),
+        (f"postgresql/engine-raw/{n}", "PostgreSQL ours, raw table"),
         ("peer/opendp-polars", "OpenDP 0.16 Context/Polars"),
         ("peer/smartnoise", "SmartNoise SQL 1.0.10 (PostgreSQL)"),
         ("peer/tumult", "Tumult Analytics 0.21 (Spark local[2])"),
@@ -240,7 +258,7 @@ def main() -> None:
         if "error" in r:
             print(f"{label:<38}{'error: ' + ' '.join(r['error'])}")
             continue
-        print(f"{label:<38}{_fmt(r['seconds']):>10}{_fmt(r['rss_mb']):>14}")
+        print(f"{label:<38}{_fmt(r['seconds']):>10}{_fmt(r['rss_mb']):>14}  {r.get('source', '')}")
 
     def ratio(a: str, b: str) -> str:
         ra, rb = results.get(a), results.get(b)
@@ -257,6 +275,24 @@ def main() -> None:
         ("OpenDP-Polars / ours (DuckDB)", ratio("peer/opendp-polars", duck_ours), ">= 100x"),
         ("SmartNoise / ours (same PostgreSQL)", ratio("peer/smartnoise", pg_ours), ">= 8x"),
         ("Tumult / ours (DuckDB)", ratio("peer/tumult", duck_ours), "reported"),
+        ("DuckDB     scan / exact SQL", ratio(f"duckdb/engine-scan/{n}", f"duckdb/exact/{n}"), "reported"),
+        (
+            "PostgreSQL scan / exact SQL",
+            ratio(f"postgresql/engine-scan/{n}", f"postgresql/exact/{n}"),
+            "reported",
+        ),
+        ("OpenDP-Polars / scan (DuckDB)", ratio("peer/opendp-polars", f"duckdb/engine-scan/{n}"), "reported"),
+        (
+            "SmartNoise / scan (PostgreSQL)",
+            ratio("peer/smartnoise", f"postgresql/engine-scan/{n}"),
+            "reported",
+        ),
+        ("DuckDB     raw / exact SQL", ratio(f"duckdb/engine-raw/{n}", f"duckdb/exact/{n}"), "reported"),
+        (
+            "PostgreSQL raw / exact SQL",
+            ratio(f"postgresql/engine-raw/{n}", f"postgresql/exact/{n}"),
+            "reported",
+        ),
     ]
     for label, value, target in lines:
         print(f"  {label:<38}{value:>10}  [{target}]")
@@ -266,6 +302,16 @@ def main() -> None:
         print(
             f"  PostgreSQL engine RSS {args.small_rows:,} -> {n:,} rows: "
             f"{small['rss_mb']:.0f} -> {big['rss_mb']:.0f} MB (growth {growth:+.1f} MB)  [< 50 MB]"
+        )
+    small, big = (
+        results.get(f"postgresql/engine-scan/{args.small_rows}"),
+        results.get(f"postgresql/engine-scan/{n}"),
+    )
+    if small and big and args.small_rows != n:
+        print(
+            f"  PostgreSQL scan RSS {args.small_rows:,} -> {n:,} rows: "
+            f"{small['rss_mb']:.0f} -> {big['rss_mb']:.0f} MB "
+            f"(growth {big['rss_mb'] - small['rss_mb']:+.1f} MB)"
         )
     dsmall, dbig = results.get(f"duckdb/engine/{args.small_rows}"), results.get(f"duckdb/engine/{n}")
     if dsmall and dbig:

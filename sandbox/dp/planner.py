@@ -31,6 +31,7 @@ Only per-cell integer aggregates leave the database.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -206,9 +207,25 @@ class Plan:
     primitives: tuple[Primitive, ...]
     fixed: Mapping[str, FixedPoint]
     candidates: Mapping[str, tuple[int, ...]]
-    statement: sa.Select[Any]  # on the raw table
     labels: Mapping[str, str]  # primitive id or value column -> result label
     value_columns: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def statement(self) -> sa.Select[Any]:
+        """The statement on the raw table (rank filter, clamping ``CASE``): always correct."""
+        statement, labels = _scan_statement(
+            self.spec,
+            self.dataset,
+            self.keys,
+            self.primitives,
+            self.value_columns,
+            self.fixed,
+            self.candidates,
+            None,
+        )
+        if labels != self.labels:
+            raise InternalError("The raw-table statement lays out its cells differently.")
+        return statement
 
     def statement_on(
         self, derived: DerivedInfo | None, *, use_cube: bool = True
@@ -375,9 +392,7 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
         if p.kind == "quantile" and p.column is not None
     }
 
-    statement, labels = _scan_statement(
-        spec, dataset, keys, primitives, value_columns, fixed, candidates, None
-    )
+    labels = _result_labels(primitives, value_columns, candidates)
     cells = tuple(itertools.product(*[k.values for k in keys])) if keys else ((),)
     return Plan(
         spec=spec,
@@ -388,10 +403,34 @@ def plan_query(spec: QuerySpec, dataset: Dataset) -> Plan:
         primitives=primitives,
         fixed=fixed,
         candidates=candidates,
-        statement=statement,
         labels=labels,
         value_columns=tuple(value_columns),
     )
+
+
+def _result_labels(
+    primitives: tuple[Primitive, ...], value_columns: Sequence[str], candidates: Mapping[str, tuple[int, ...]]
+) -> dict[str, str]:
+    """Result column label of each primitive part, in statement order (every statement form
+    uses these labels, so :meth:`Plan.exact_cells` reads all of them alike)."""
+    labels: dict[str, str] = {}
+    for prim in primitives:
+        j = value_columns.index(prim.column) if prim.column in value_columns else -1
+        if prim.kind == "rows":
+            labels.setdefault(prim.id, "n_rows")
+        elif prim.kind == "distinct":
+            labels.setdefault(prim.id, "n_units")
+        elif prim.kind in ("sum", "csum", "nonnull"):
+            if prim.kind != "nonnull":
+                labels.setdefault(f"sum:{prim.column}", f"s{j}")
+            if prim.kind != "sum":
+                labels.setdefault(f"nonnull:{prim.column}", f"n{j}")
+        elif prim.kind == "quantile":
+            assert prim.column is not None
+            for m in range(len(candidates[prim.column])):
+                labels.setdefault(f"lt:{prim.column}:{m}", f"q{j}_lt{m}")
+                labels.setdefault(f"gt:{prim.column}:{m}", f"q{j}_gt{m}")
+    return labels
 
 
 def _scan_statement(
