@@ -26,6 +26,11 @@ The statement, with only bound parameters (no user text in SQL)::
   ``_rank`` bounds a unit's rows over all of its rows and every cell is aggregated on its own;
 * every key of each public domain is released: missing cells are filled with 0 afterwards.
 
+That is the statement on the raw table (:attr:`Plan.statement`). :meth:`Plan.statement_on` gives
+the same cells from the derived tables built at ingest (:mod:`sandbox.dp.layout`): the bounded
+table (no rank filter, ``_fx_`` integers instead of the ``CASE``) or the count/sum cube (per-cell
+sums of per-group integers), whichever applies.
+
 Only per-cell integer aggregates leave the database.
 """
 
