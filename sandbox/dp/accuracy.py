@@ -11,7 +11,12 @@
   bounds; the half-width is the larger distance from the released mean to its ends. It is
   post-processing of released values, so it spends nothing and depends on no private data.
 * Quantiles: report-noisy-max releases a public candidate; no value interval is reported
-  (``None``). Its error is in rank, not in value units (docs/dp.md).
+  (``None``): how far apart two candidates are in value depends on the data. The noise alone
+  gives a bound in *rank* (:func:`rank_half_width`, ``rank_error95``): with probability at
+  least 95% the selected candidate's score exceeds the best candidate's by at most
+  ``T = ceil(scale * ln((m - 1) / 0.05)) - 1`` (:func:`score_gap_bound`), i.e. its rank among
+  the cell's clamped values is at most ``T / b`` values further from the target rank than the
+  best candidate's (docs/dp.md, "Accuracy").
 """
 
 from __future__ import annotations
@@ -29,7 +34,18 @@ from .mechanisms import Statistic, check_budget_value, plan_statistics
 from .planner import Plan
 from .schema import FixedPoint
 
-__all__ = ["ALPHA", "Preview", "epsilon_for_plan", "half_width", "mean_estimate", "preview_plan"]
+__all__ = [
+    "ALPHA",
+    "Preview",
+    "describe_statistic",
+    "epsilon_for_plan",
+    "half_width",
+    "mean_estimate",
+    "preview_plan",
+    "quantile_rank_errors",
+    "rank_half_width",
+    "score_gap_bound",
+]
 
 ALPHA = 0.05
 
@@ -82,6 +98,84 @@ def cell_ci95(stat: Statistic) -> float:
     return float(half_width(stat) / 10**stat.precision)
 
 
+# ---------------------------------------------------------------------------- quantiles (rank)
+
+
+def score_gap_bound(scale: float, candidates: int, alpha: float = ALPHA) -> int:
+    """Smallest integer ``T`` with ``P(score(selected) - min score > T) <= alpha`` for OpenDP's
+    ``make_noisy_max(negate=True)`` over ``candidates`` integer scores, whatever the scores.
+
+    OpenDP 0.16 draws, for ``max_divergence``, from permute-and-flip (candidates in random
+    order, each accepted with probability ``exp(-g / scale)``, ``g`` its gap to the minimum
+    score; equivalently report-noisy-max with exponential noise) and, for
+    ``zero_concentrated_divergence``, from the exponential mechanism (accept-reject with
+    replacement: ``P(i) = exp(-g_i / scale) / sum_j exp(-g_j / scale)``; equivalently Gumbel
+    noise). Under both, ``P(i) <= exp(-g_i / scale)``: permute-and-flip returns ``i`` only if it
+    examines ``i`` and accepts it; the exponential mechanism's normaliser is at least 1 (the
+    best candidate's term). At most ``m - 1`` candidates have a positive gap and gaps are
+    integers, so the union bound gives ``P(gap > T) <= (m - 1) exp(-(T + 1) / scale)``; ``T`` is
+    the smallest integer making that ``<= alpha``, i.e. ``ceil(scale * ln((m - 1) / alpha)) - 1``.
+
+    The bound is nearly attained when all other candidates share one gap just above ``T``
+    (all of the cell's values equal one candidate): the exponential mechanism then exceeds
+    it with probability ``(m - 1) p / (1 + (m - 1) p)``, ``p = exp(-(T + 1) / scale)``, about
+    4.6% for ``alpha = 0.05``.
+    """
+    if candidates <= 1:
+        return 0
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be positive and finite, got {scale!r}")
+    others = candidates - 1
+    bound = max(math.ceil(scale * math.log(others / alpha)) - 1, 0)
+    while others * math.exp(-(bound + 1) / scale) > alpha:  # float rounding of the closed form
+        bound += 1
+    return bound
+
+
+def rank_half_width(stat: Statistic, candidates: int, alpha: float = ALPHA) -> float:
+    """95% rank half-width (number of the cell's clamped values) of a quantile statistic.
+
+    The score of a candidate for ``q = a/b`` is ``|(b - a) * #below - a * #above|``, i.e. ``b``
+    times its rank imbalance ``d = |(1 - q) * #below - q * #above|`` (with no value equal to
+    the candidate, ``d = |#below - q * n|``: how many values lie between it and rank ``q * n``).
+    With probability at least ``1 - alpha`` the released candidate's ``d`` exceeds the best
+    candidate's by at most ``score_gap_bound / b``. Depends only on the noise scale, the
+    number of candidates and ``q``: never on the data.
+    """
+    if stat.noise != "noisy_max" or stat.alpha is None:
+        raise ValueError(f"{stat.primitive.id} is not a quantile statistic")
+    _, b = stat.alpha
+    return score_gap_bound(stat.scale, candidates, alpha) / b
+
+
+def _quantile_candidates(plan: Plan, stat: Statistic) -> int:
+    assert stat.primitive.column is not None
+    return len(plan.candidates[stat.primitive.column])
+
+
+def describe_statistic(plan: Plan, stat: Statistic) -> dict[str, Any]:
+    """``stat.describe()``; quantiles add ``candidates`` (``m``), ``score_gap95`` (``T``) and
+    ``rank_error95`` (``T / b``, in number of values)."""
+    row = stat.describe()
+    if stat.noise == "noisy_max":
+        m = _quantile_candidates(plan, stat)
+        row["candidates"] = m
+        row["score_gap95"] = score_gap_bound(stat.scale, m)
+        row["rank_error95"] = rank_half_width(stat, m)
+    return row
+
+
+def quantile_rank_errors(plan: Plan, statistics: tuple[Statistic, ...]) -> dict[str, float]:
+    """``rank_error95`` per quantile output column (the same for every cell of the column)."""
+    stats = {s.primitive.id: s for s in statistics}
+    out: dict[str, float] = {}
+    for agg in plan.spec.aggregates:
+        if agg.kind.value == "quantile":
+            stat = stats[f"quantile:{agg.column}:{format(agg.q, 'f')}"]
+            out[agg.name] = rank_half_width(stat, _quantile_candidates(plan, stat))
+    return out
+
+
 def mean_estimate(
     noisy_sum: int, noisy_count: int, sum_half: int, count_half: int, fp: FixedPoint
 ) -> tuple[float, float]:
@@ -103,7 +197,13 @@ def mean_estimate(
 
 @dataclass(frozen=True)
 class Preview:
-    """Expected accuracy and cost of a query, computed without touching the warehouse."""
+    """Expected accuracy and cost of a query, computed without touching the warehouse.
+
+    ``ci95``: 95% half-width per output (``None`` for means and quantiles); ``rank_error95``:
+    for quantile outputs, the 95% rank half-width in number of values (:func:`rank_half_width`);
+    ``aggregates``: one ``{"column", "aggregate", "ci95", "rank_error95"}`` per output, the shape
+    the query service passes on.
+    """
 
     dataset: str
     cost: Decimal
@@ -112,6 +212,8 @@ class Preview:
     ci95: dict[str, float | None]
     statistics: tuple[dict[str, Any], ...]
     notes: tuple[str, ...] = field(default=())
+    rank_error95: dict[str, float] = field(default_factory=dict)
+    aggregates: tuple[dict[str, Any], ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +222,8 @@ class Preview:
             "budget_unit": self.budget_unit,
             "cells": self.cells,
             "ci95": dict(self.ci95),
+            "rank_error95": dict(self.rank_error95),
+            "aggregates": [dict(a) for a in self.aggregates],
             "statistics": [dict(s) for s in self.statistics],
             "notes": list(self.notes),
         }
@@ -130,6 +234,7 @@ def _output_ci(plan: Plan, stats: dict[str, Statistic]) -> tuple[dict[str, float
 
     out: dict[str, float | None] = {}
     notes: list[str] = []
+    ranks = quantile_rank_errors(plan, tuple(stats.values()))
     for agg in plan.spec.aggregates:
         kind = agg.kind.value
         if kind == "count":
@@ -149,18 +254,34 @@ def _output_ci(plan: Plan, stats: dict[str, Statistic]) -> tuple[dict[str, float
             )
         else:
             out[agg.name] = None
-            notes.append(f"{agg.name}: released as one of the public candidates; no value interval.")
+            notes.append(
+                f"{agg.name}: released as one of the public candidates; no value interval. With "
+                f"probability >= 95% its rank among the cell's values is at most "
+                f"{ranks[agg.name]:g} values further from rank q * n than the best candidate's "
+                "(rank_error95; the candidate grid adds at most half the values between the two "
+                "candidates around the exact quantile)."
+            )
     return out, notes
 
 
 def preview_plan(plan: Plan, statistics: tuple[Statistic, ...], cost: Decimal, unit: str) -> Preview:
     stats = {s.primitive.id: s for s in statistics}
     ci, notes = _output_ci(plan, stats)
+    ranks = quantile_rank_errors(plan, statistics)
     described = []
     for s in statistics:
-        row = s.describe()
+        row = describe_statistic(plan, s)
         row["ci95"] = cell_ci95(s) if s.noise != "noisy_max" else None
         described.append(row)
+    aggregates = tuple(
+        {
+            "column": agg.name,
+            "aggregate": agg.kind.value,
+            "ci95": ci[agg.name],
+            "rank_error95": ranks.get(agg.name),
+        }
+        for agg in plan.spec.aggregates
+    )
     return Preview(
         dataset=plan.dataset.id,
         cost=cost,
@@ -169,6 +290,8 @@ def preview_plan(plan: Plan, statistics: tuple[Statistic, ...], cost: Decimal, u
         ci95=ci,
         statistics=tuple(described),
         notes=tuple(notes),
+        rank_error95=ranks,
+        aggregates=aggregates,
     )
 
 

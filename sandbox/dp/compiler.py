@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,15 @@ import sqlalchemy as sa
 from sandbox.errors import InternalError
 from sandbox.policy.models import Dataset, Mechanism
 
-from .accuracy import Preview, epsilon_for_plan, half_width, mean_estimate, preview_plan
+from .accuracy import (
+    Preview,
+    describe_statistic,
+    epsilon_for_plan,
+    half_width,
+    mean_estimate,
+    preview_plan,
+    quantile_rank_errors,
+)
 from .mechanisms import D_IN, Calibrated, Statistic, approx_dp, calibrate, check_budget_value, run
 from .planner import ExactCells, Plan, mean_count_id, plan_query
 from .schema import CatalogLike
@@ -26,7 +34,13 @@ __all__ = ["CompiledQuery", "Release", "compile_query", "epsilon_for", "preview"
 
 @dataclass(frozen=True)
 class Release:
-    """Noised cells of one query: rows (dicts in output order), per-cell 95% half-widths, cost."""
+    """Noised cells of one query: rows (dicts in output order), per-cell 95% half-widths, cost.
+
+    ``ci95`` is ``None`` for quantile cells (no data-independent value interval exists);
+    ``rank_error95`` gives, per quantile output column, the 95% half-width of the released
+    value's rank error in number of the cell's values (docs/dp.md, "Accuracy"); the same
+    number is in that statistic's ``statistics`` entry.
+    """
 
     dataset: str
     columns: tuple[str, ...]
@@ -40,6 +54,7 @@ class Release:
     statistics: tuple[dict[str, Any], ...]
     fingerprint: str
     sql: str
+    rank_error95: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +62,7 @@ class Release:
             "columns": list(self.columns),
             "rows": self.rows,
             "ci95": self.ci95,
+            "rank_error95": dict(self.rank_error95),
             "epsilon": str(self.epsilon),
             "budget_unit": self.budget_unit,
             "delta": str(self.delta),
@@ -163,9 +179,10 @@ class CompiledQuery:
             delta=self.delta,
             approx_dp=self.approx_dp(),
             mechanism=self.mechanism_description(),
-            statistics=tuple(s.describe() for s in self.statistics),
+            statistics=tuple(describe_statistic(self.plan, s) for s in self.statistics),
             fingerprint=self.spec.fingerprint(),
             sql=self.spec.to_sql(),
+            rank_error95=quantile_rank_errors(self.plan, self.statistics),
         )
 
     def preview(self) -> Preview:
