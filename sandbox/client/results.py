@@ -108,7 +108,14 @@ class QueryResult:
             else:
                 shown[c] = [_fmt(v) for v in self.df[c].tolist()]
         table_html = shown.to_html(index=False, escape=True, border=0)
-        return f"{table_html}<p><small>{html.escape(self.provenance())}</small></p>"
+        notes = [self.provenance()]
+        bare = [c for c in self.value_columns if len(self.ci95) and self.ci95[c].isna().all()]
+        if bare:
+            notes.append(
+                f"No ± for {', '.join(bare)}: quantiles are public candidates with no value interval; "
+                "sb.preview(...) gives their rank error (rank_error95)."
+            )
+        return table_html + "".join(f"<p><small>{html.escape(n)}</small></p>" for n in notes)
 
 
 class PreviewResult:
@@ -119,7 +126,11 @@ class PreviewResult:
         self.dataset: str = str(payload["dataset"])
         self.epsilon: str = str(payload.get("epsilon", ""))
         self.budget: dict[str, Any] = dict(payload.get("budget") or {})
-        self.df = pd.DataFrame(list(payload.get("aggregates") or []), columns=["column", "aggregate", "ci95"])
+        aggregates = list(payload.get("aggregates") or [])
+        columns = ["column", "aggregate", "ci95"]
+        if any(a.get("rank_error95") is not None for a in aggregates):
+            columns.append("rank_error95")  # quantiles: 95% rank half-width, in number of values
+        self.df = pd.DataFrame(aggregates, columns=columns)
         self.df.attrs.update({"dataset": self.dataset, "epsilon": self.epsilon, "preview": True})
 
     @property
@@ -140,6 +151,12 @@ class PreviewResult:
             )
             + " Nothing was spent."
         )
+        if "rank_error95" in self.df.columns:
+            note += (
+                " Quantiles have no value interval; rank_error95: with probability >= 95% the released "
+                "value's rank among the cell's values is at most this many values further from the "
+                "exact quantile's rank than the best public candidate's."
+            )
         table_html: str = self.df.to_html(index=False, escape=True, border=0)
         return table_html + f"<p><small>{html.escape(note)}</small></p>"
 

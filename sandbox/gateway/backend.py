@@ -222,6 +222,7 @@ def preview(ctx: Any, account: Account, body: wire.QueryRequest) -> wire.Preview
                 column=str(a.get("column")),
                 aggregate=str(a.get("aggregate")),
                 ci95=None if a.get("ci95") is None else float(a["ci95"]),
+                rank_error95=None if a.get("rank_error95") is None else float(a["rank_error95"]),
             )
             for a in record.aggregates
         ],

@@ -307,7 +307,15 @@ class Release(_Out):
 class PreviewAggregate(_Out):
     column: str
     aggregate: str
-    ci95: float | None = Field(description="Expected 95% half-width of each cell of this column.")
+    ci95: float | None = Field(
+        description="Expected 95% half-width of each cell of this column; null for means and quantiles."
+    )
+    rank_error95: float | None = Field(
+        default=None,
+        description="Quantiles only: with probability >= 95% the released value's rank among the cell's "
+        "values is at most this many values further from rank q * n than the best public candidate's "
+        "(noise only; see docs/dp.md, Accuracy). Null for other aggregates.",
+    )
 
 
 class Preview(_Out):

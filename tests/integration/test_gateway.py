@@ -300,7 +300,22 @@ def test_preview_spends_nothing(gw: Gateway, env: SandboxEnv) -> None:
     body = response.json()
     assert body["dataset"] == "enterprise_tax" and Decimal(body["epsilon"]) > 0
     assert body["aggregates"] and body["aggregates"][0]["ci95"] > 0
+    assert body["aggregates"][0]["rank_error95"] is None
     assert gw.request("GET", "budget", env.headers("alice")).json() == before
+
+
+def test_preview_of_a_quantile_gives_its_rank_error(gw: Gateway, env: SandboxEnv) -> None:
+    response = gw.request(
+        "POST",
+        "preview",
+        env.headers("alice"),
+        json={"sql": "SELECT COUNT(*), MEDIAN(vat_paid_wan) FROM enterprise_tax", "epsilon": "0.4"},
+    )
+    assert response.status_code == 200, response.text
+    count, median = response.json()["aggregates"]
+    assert count["ci95"] > 0 and count["rank_error95"] is None
+    assert median["aggregate"] == "quantile" and median["ci95"] is None
+    assert median["rank_error95"] > 0
 
 
 def test_budget_lists_the_projects_dp_datasets(gw: Gateway, env: SandboxEnv) -> None:
