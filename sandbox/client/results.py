@@ -107,7 +107,7 @@ class QueryResult:
                 ]
             else:
                 shown[c] = [_fmt(v) for v in self.df[c].tolist()]
-        table_html = shown.to_html(index=False, escape=True, border=0)
+        table_html: str = shown.to_html(index=False, escape=True, border=0)
         notes = [self.provenance()]
         bare = [c for c in self.value_columns if len(self.ci95) and self.ci95[c].isna().all()]
         if bare:
