@@ -153,6 +153,11 @@ _BUILTIN: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     ("budget.reserved", "Privacy budget reserved (spent) before a query runs.", ("project", "dataset")),
     ("budget.charged", "Privacy budget charged.", ("project", "dataset")),
+    (
+        "budget.abandoned",
+        "Reservation left in flight by a dead process marked abandoned; its charge is kept.",
+        ("release_id", "project", "dataset"),
+    ),
     # export gate (sandbox.export)
     ("export.submitted", "Export request submitted to quarantine.", ("export_id",)),
     ("export.checked", "Automatic export checks ran.", ("export_id",)),

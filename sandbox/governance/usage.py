@@ -35,7 +35,7 @@ class DatasetUsage:
     name: str
     providers: list[str]
     queries: int = 0  # committed DP releases
-    failed: int = 0  # charged but failed after reservation
+    failed: int = 0  # charged but failed after reservation (or abandoned: its process died)
     rejected: int = 0  # refused before any charge (audit)
     cache_hits: int = 0  # identical repeats answered at no cost (audit)
     lookups: int = 0  # record look-ups under enterprise authorisations (audit)
@@ -123,7 +123,7 @@ def dataset_usage(
             item = usage[ds]
             if status == ReleaseStatus.COMMITTED:
                 item.queries += 1
-            elif status == ReleaseStatus.FAILED:
+            elif status in (ReleaseStatus.FAILED, ReleaseStatus.ABANDONED):
                 item.failed += 1
             charges[ds].append(charged)
             name = projects.get(project_id, str(project_id))

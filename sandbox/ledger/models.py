@@ -1,9 +1,10 @@
 """Ledger tables (SQLAlchemy 2, typed) on the control DB's declarative ``Base``.
 
-Created by the Alembic migration ``0002_ledger``; keep the two in step.
+Created by the Alembic migration ``0002_ledger`` (``0005_release_abandoned`` adds the
+``abandoned`` status); keep the two in step.
 
-* ``releases``: one row per charged query (reserved, then committed or failed)
-  with the released result once committed. Rows are never deleted.
+* ``releases``: one row per charged query (reserved, then committed, failed or
+  abandoned) with the released result once committed. Rows are never deleted.
 * ``budget_spend``: one row per budget scope of a dataset, the running total of
   every charge drawn from it: ``(dataset, "*")`` the global cap,
   ``(project, <project id>)`` and ``(user, <user id>)``. Reservations lock these
@@ -34,7 +35,7 @@ def _enum_check(column: str, values: list[str]) -> str:
 
 
 class Release(Base):
-    """A DP release and its charge. ``status`` moves reserved → committed | failed, never back."""
+    """A DP release and its charge. ``status`` moves reserved → committed | failed | abandoned, never back."""
 
     __tablename__ = "releases"
     __table_args__ = (
@@ -71,7 +72,7 @@ class Release(Base):
 
 
 class BudgetSpend(Base):
-    """Running total charged to one scope of one dataset (reserved + committed + failed)."""
+    """Running total charged to one scope of one dataset (reserved + committed + failed + abandoned)."""
 
     __tablename__ = "budget_spend"
     __table_args__ = (

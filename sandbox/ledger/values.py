@@ -7,9 +7,10 @@ per dataset (global cap), each against one dataset. Every amount is a
 number of digits (STYLE.md: "never float sums").
 
 What counts as spent: every charge that has been *reserved*, whether the
-release was later committed, failed, or never finished (a crashed process).
-A failure after reserving keeps the charge: the warehouse may already have
-seen the query, so the privacy loss may already have happened.
+release was later committed, failed, or never finished (a crashed process;
+swept later as *abandoned*). A failure after reserving keeps the charge: the
+warehouse may already have seen the query, so the privacy loss may already
+have happened.
 """
 
 from __future__ import annotations
@@ -40,13 +41,22 @@ class Scope(StrEnum):
 
 
 class ReleaseStatus(StrEnum):
+    """``reserved`` (in flight) → ``committed`` | ``failed`` | ``abandoned`` (terminal).
+
+    ``abandoned``: still ``reserved`` long after any query could have finished (its
+    process died between reserve and commit); set by ``sandbox.ledger.store.sweep_reservations``.
+    """
+
     RESERVED = "reserved"
     COMMITTED = "committed"
     FAILED = "failed"
+    ABANDONED = "abandoned"
 
 
 # Every status still holds its charge (see module docstring).
-CHARGED_STATUSES = frozenset({ReleaseStatus.RESERVED, ReleaseStatus.COMMITTED, ReleaseStatus.FAILED})
+CHARGED_STATUSES = frozenset(
+    {ReleaseStatus.RESERVED, ReleaseStatus.COMMITTED, ReleaseStatus.FAILED, ReleaseStatus.ABANDONED}
+)
 
 
 def to_decimal(value: AmountLike | float) -> Decimal:
