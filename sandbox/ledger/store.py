@@ -14,7 +14,8 @@ Protocol (one query):
 
 A crash between 1 and 3 leaves a ``reserved`` row that still counts as spent:
 there is never a release without its charge, and at worst a charge without a
-release (the safe side).
+release (the safe side). :func:`sweep_reservations` later marks such rows
+``abandoned`` (``budget.abandoned``), keeping the charge.
 
 Concurrency: on SQLite every transaction here starts with ``BEGIN IMMEDIATE``
 (writers queue on the busy timeout); on PostgreSQL the dataset's global scope row
@@ -35,14 +36,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, insert, select, tuple_
+from sqlalchemy import Engine, Select, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from sandbox.audit.store import append as audit_append
+from sandbox.audit.store import format_ts
 from sandbox.control.db import session_scope
-from sandbox.control.models import utcnow
+from sandbox.control.models import Project, User, utcnow
 from sandbox.errors import InternalError
 from sandbox.ledger.models import BudgetSpend, Release
 from sandbox.ledger.values import (
@@ -429,37 +431,139 @@ def get_release(session: Session, release_id: str) -> StoredRelease | None:
     return StoredRelease.of(row) if row is not None else None
 
 
-def expire_reservations(engine: Engine, *, older_than: timedelta, actor: str | None = None) -> list[str]:
-    """Mark reservations left by crashed processes as failed; their charges stay spent.
+# --- reservations left in flight ---------------------------------------------------------------
 
-    Returns the release ids changed (each gets a ``query.failed`` audit event).
+#: How old a ``reserved`` release must be before :func:`sweep_reservations` takes it for abandoned.
+#: A query's reservation normally lives for the seconds its warehouse statement takes. Nothing
+#: cancels a statement on the server (no warehouse statement timeout); clients give up after
+#: 300 s (``sandbox.client.transport.DEFAULT_TIMEOUT``). 15 minutes is three times that.
+ABANDON_AFTER = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A ``reserved`` release, with the names an operator needs (pseudonymous ids only)."""
+
+    release_id: str
+    request_id: str
+    user: str
+    project: str
+    dataset: str
+    charge: Decimal
+    reserved_at: datetime
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "id": self.release_id,
+            "request_id": self.request_id,
+            "user": self.user,
+            "project": self.project,
+            "dataset": self.dataset,
+            "charge": format_amount(self.charge),
+            "reserved_at": self.reserved_at.isoformat(),
+        }
+
+
+def _in_flight_query(cutoff: datetime | None) -> Select[Release, str, str]:
+    stmt = (
+        select(Release, User.username, Project.name)
+        .join(User, User.id == Release.user_id)
+        .join(Project, Project.id == Release.project_id)
+        .where(Release.status == ReleaseStatus.RESERVED.value)
+        .order_by(Release.created_at, Release.id)
+    )
+    return stmt if cutoff is None else stmt.where(Release.created_at < cutoff)
+
+
+def _in_flight(row: Release, username: str, project: str) -> InFlight:
+    return InFlight(
+        release_id=row.id,
+        request_id=row.request_id,
+        user=username,
+        project=project,
+        dataset=row.dataset,
+        charge=to_decimal(row.epsilon_charged),
+        reserved_at=row.created_at,
+    )
+
+
+def _cutoff(older_than: timedelta, now: datetime | None) -> datetime:
+    if older_than < timedelta(0):
+        raise ValueError(f"older_than must not be negative, got {older_than}")
+    return (now or utcnow()) - older_than
+
+
+def in_flight(
+    session: Session, *, older_than: timedelta = timedelta(0), now: datetime | None = None
+) -> list[InFlight]:
+    """Releases still ``reserved`` more than ``older_than`` after reserving (no locks), oldest first."""
+    cutoff = _cutoff(older_than, now) if older_than > timedelta(0) else None
+    return [_in_flight(*found) for found in session.execute(_in_flight_query(cutoff))]
+
+
+def sweep_reservations(
+    engine: Engine,
+    *,
+    older_than: timedelta = ABANDON_AFTER,
+    actor: str | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> list[InFlight]:
+    """Mark reservations still in flight after ``older_than`` as ``abandoned``; returns them, oldest first.
+
+    Such a reservation belongs to a process that died between :func:`reserve` and
+    :func:`commit` / :func:`fail` (SIGKILL, power loss). **The charge is kept, never
+    refunded**: the warehouse may have run the query, so the privacy loss may have
+    happened; ``budget_spend`` is not touched, and remaining budgets do not change.
+    Each row becomes ``abandoned`` (terminal, ``finished_at`` set) with one
+    ``budget.abandoned`` audit event (``actor``: who swept, None for the system), all
+    in one transaction.
+
+    Safe under concurrency: the rows are locked as :func:`commit` and :func:`fail` lock
+    them (``SELECT ... FOR UPDATE``, re-checked after any wait, on PostgreSQL;
+    ``BEGIN IMMEDIATE`` on SQLite), so a release that is committed at the same moment
+    ends either ``committed`` (the sweep skips it) or ``abandoned`` (the commit is
+    refused with InternalError and the caller gets no release): never both. A query
+    still running past ``older_than`` therefore loses its result, not its charge; keep
+    ``older_than`` above the longest query (default :data:`ABANDON_AFTER`).
+
+    ``dry_run`` returns what would be abandoned and writes nothing.
     """
-    cutoff = utcnow() - older_than
+    cutoff = _cutoff(older_than, now)
+    if dry_run:
+        with session_scope(engine) as session:
+            return [_in_flight(*found) for found in session.execute(_in_flight_query(cutoff))]
 
-    def work(session: Session) -> list[str]:
-        rows = session.scalars(
-            select(Release)
-            .where(Release.status == ReleaseStatus.RESERVED.value, Release.created_at < cutoff)
-            .order_by(Release.created_at)
-            .with_for_update()
+    def work(session: Session) -> list[InFlight]:
+        found = session.execute(
+            _in_flight_query(cutoff).with_for_update(of=Release).execution_options(populate_existing=True)
         ).all()
-        now = utcnow()
-        for row in rows:
-            row.status = ReleaseStatus.FAILED.value
-            row.finished_at = now
+        swept: list[InFlight] = []
+        finished = utcnow()
+        for row, username, project in found:
+            if row.status != ReleaseStatus.RESERVED.value:  # pragma: no cover - the lock re-checks
+                continue
+            row.status = ReleaseStatus.ABANDONED.value
+            row.finished_at = finished
+            item = _in_flight(row, username, project)
+            swept.append(item)
+            session.flush()
             audit_append(
                 session,
-                "query.failed",
+                "budget.abandoned",
                 actor,
                 {
                     "request_id": row.request_id,
                     "release_id": row.id,
+                    "user": username,
+                    "project": project,
                     "dataset": row.dataset,
                     "charge_kept": row.epsilon_charged,
-                    "error": {"type": "abandoned", "message": "reservation never committed"},
+                    "reserved_at": format_ts(row.created_at),
+                    "older_than_seconds": int(older_than.total_seconds()),
                 },
             )
-        return [row.id for row in rows]
+        return swept
 
     return in_transaction(engine, work)
 
@@ -499,20 +603,23 @@ def verify(session: Session) -> list[str]:
 
 
 __all__ = [
+    "ABANDON_AFTER",
     "GLOBAL_SUBJECT",
+    "InFlight",
     "Party",
     "Reservation",
     "StoredRelease",
     "commit",
-    "expire_reservations",
     "fail",
     "find_cached",
     "get_release",
+    "in_flight",
     "in_transaction",
     "new_id",
     "record_cache_hit",
     "reserve",
     "spent",
     "status",
+    "sweep_reservations",
     "verify",
 ]

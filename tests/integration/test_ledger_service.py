@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from sandbox.catalog.warehouse import RANK_COLUMN, dataset_table
 from sandbox.catalog.warehouse import make_engine as make_warehouse_engine
 from sandbox.config import Settings
 from sandbox.control.db import migrate, session_scope
-from sandbox.control.models import AuditEntry
+from sandbox.control.models import AuditEntry, utcnow
 from sandbox.dp import parse_sql
 from sandbox.errors import (
     AccountInactive,
@@ -372,7 +373,8 @@ _CHILD = textwrap.dedent(
 )
 
 
-def test_crash_between_reserve_and_commit_leaves_a_charge_and_no_release(ctx: ServiceContext) -> None:
+def crash_after_reserving(ctx: ServiceContext) -> None:
+    """Run ``SQL`` at epsilon 0.5 as alice in a child process and SIGKILL it between reserve and commit."""
     settings = ctx.settings
     script = _CHILD.format(
         test_dir=str(Path(__file__).resolve().parent),
@@ -400,6 +402,9 @@ def test_crash_between_reserve_and_commit_leaves_a_charge_and_no_release(ctx: Se
                 stream.close()
     assert child.returncode == -signal.SIGKILL
 
+
+def test_crash_between_reserve_and_commit_leaves_a_charge_and_no_release(ctx: ServiceContext) -> None:
+    crash_after_reserving(ctx)
     with session_scope(ctx.control_engine) as s:
         rows = s.scalars(select(Release)).all()
         assert [(r.status, r.result, r.epsilon_charged) for r in rows] == [("reserved", None, "0.5")]
@@ -410,6 +415,43 @@ def test_crash_between_reserve_and_commit_leaves_a_charge_and_no_release(ctx: Se
     status = queries.budget_status(ctx, user="alice", project="fin-lab")[DATASET]
     assert status.user_remaining == Decimal("2.5") and status.project_remaining == Decimal("2.5")
     # the same query now runs normally (the abandoned reservation is not a cached release)
+    record = queries.run_query(ctx, user="alice", project="fin-lab", sql=SQL, epsilon="0.5")
+    assert not record.cached and record.budget.user_remaining == 2
+    assert_consistent(ctx)
+
+
+def test_sweep_after_a_crash_abandons_the_reservation_and_keeps_the_charge(ctx: ServiceContext) -> None:
+    crash_after_reserving(ctx)
+    engine = ctx.control_engine
+    # just after the crash the reservation is as young as a running query's: left alone
+    assert ledger.sweep_reservations(engine) == []
+    with session_scope(engine) as s:
+        (reserved,) = s.scalars(select(Release)).all()
+        assert reserved.status == ReleaseStatus.RESERVED.value
+    before = queries.budget_status(ctx, user="alice", project="fin-lab")[DATASET]
+
+    # a quarter of an hour later (the default cut-off) the sweep takes it for abandoned
+    later = utcnow() + ledger.ABANDON_AFTER + timedelta(seconds=1)
+    (swept,) = ledger.sweep_reservations(engine, actor="admin", now=later)
+    assert (swept.release_id, swept.user, swept.project, swept.dataset, swept.charge) == (
+        reserved.id,
+        "alice",
+        "fin-lab",
+        DATASET,
+        Decimal("0.5"),
+    )
+    with session_scope(engine) as s:
+        row = s.get(Release, reserved.id)
+        assert row is not None
+        assert (row.status, row.result, row.epsilon_charged) == ("abandoned", None, "0.5")
+        assert row.finished_at is not None
+    # the charge is kept: the remaining budgets are what they were
+    after = queries.budget_status(ctx, user="alice", project="fin-lab")[DATASET]
+    assert after == before and after.user_remaining == Decimal("2.5")
+    assert audit_kinds(ctx)[-2:] == ["budget.reserved", "budget.abandoned"]
+    assert_consistent(ctx)
+    assert ledger.sweep_reservations(engine, now=later) == []
+    # the same query runs normally afterwards, charged again (nothing was released the first time)
     record = queries.run_query(ctx, user="alice", project="fin-lab", sql=SQL, epsilon="0.5")
     assert not record.cached and record.budget.user_remaining == 2
     assert_consistent(ctx)

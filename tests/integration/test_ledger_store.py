@@ -16,10 +16,10 @@ from sqlalchemy import Engine, func, select
 
 from sandbox.audit import store as audit_store
 from sandbox.control.db import make_engine, migrate, session_scope
-from sandbox.control.models import AuditEntry, Project, User
+from sandbox.control.models import AuditEntry, Project, User, utcnow
 from sandbox.errors import BudgetExceeded, EpsilonTooLarge, InternalError
 from sandbox.ledger import store
-from sandbox.ledger.models import Release
+from sandbox.ledger.models import BudgetSpend, Release
 from sandbox.ledger.store import Party
 from sandbox.ledger.values import ReleaseStatus, Scope
 from sandbox.policy.models import Budgets
@@ -211,16 +211,136 @@ def test_find_cached_matches_committed_same_project_fingerprint_and_epsilon(
             )
 
 
-def test_expire_reservations_marks_abandoned_ones_failed_and_keeps_the_charge(
+# --------------------------------------------------------------------------- sweeping abandoned reservations
+
+
+def _backdate(engine: Engine, release_id: str, minutes: float) -> None:
+    """Pretend the reservation was made ``minutes`` ago (as if its process died then)."""
+    with session_scope(engine, immediate=True) as session:
+        row = session.get(Release, release_id)
+        assert row is not None
+        row.created_at = row.created_at - timedelta(minutes=minutes)
+
+
+def _statuses(engine: Engine) -> dict[str, str]:
+    with session_scope(engine) as session:
+        return dict(session.execute(select(Release.id, Release.status)).all())
+
+
+def _spend_rows(engine: Engine) -> dict[tuple[str, str, str], str]:
+    with session_scope(engine) as session:
+        return {(r.dataset, r.scope, r.subject): r.spent for r in session.scalars(select(BudgetSpend))}
+
+
+def test_sweep_abandons_old_reservations_and_keeps_their_charge(
     engine: Engine, parties: dict[str, Party]
 ) -> None:
-    alice = parties["alice@fin"]
-    res = _reserve(engine, alice, "0.5")
-    assert store.expire_reservations(engine, older_than=timedelta(hours=1)) == []
-    assert store.expire_reservations(engine, older_than=timedelta(0)) == [res.release_id]
+    alice, bob = parties["alice@fin"], parties["bob@fin"]
+    old = _reserve(engine, alice, "0.5", fp="old")
+    fresh = _reserve(engine, bob, "0.25", fp="fresh")
+    done = _reserve(engine, bob, "0.1", fp="done")
+    failed = _reserve(engine, alice, "0.2", fp="failed")
+    for res in (old, done, failed):
+        _backdate(engine, res.release_id, 20)
+    store.commit(engine, done, {"rows": []})
+    store.fail(engine, failed, error={"type": "test"})
     with session_scope(engine) as session:
-        assert store.spent(session, "enterprise_tax", alice)[Scope.PROJECT] == Decimal("0.5")
+        before = {who: store.status(session, "enterprise_tax", BUDGETS, p) for who, p in parties.items()}
+    spend_before = _spend_rows(engine)
+    kinds_before = _kinds(engine)
+
+    swept = store.sweep_reservations(engine, actor="admin")  # default: older than 15 minutes
+
+    assert [item.release_id for item in swept] == [old.release_id]
+    item = swept[0]
+    assert (item.user, item.project, item.dataset, item.charge) == (
+        "alice",
+        "fin-lab",
+        "enterprise_tax",
+        Decimal("0.5"),
+    )
+    assert item.request_id == old.request_id
+    assert item.to_dict() == {
+        "id": old.release_id,
+        "request_id": old.request_id,
+        "user": "alice",
+        "project": "fin-lab",
+        "dataset": "enterprise_tax",
+        "charge": "0.5",
+        "reserved_at": item.reserved_at.isoformat(),
+    }
+    assert _statuses(engine) == {
+        old.release_id: "abandoned",
+        fresh.release_id: "reserved",  # younger than the cut-off: maybe still running
+        done.release_id: "committed",
+        failed.release_id: "failed",
+    }
+    # the charge is kept: no spend row and no remaining budget changes
+    assert _spend_rows(engine) == spend_before
+    with session_scope(engine) as session:
+        after = {who: store.status(session, "enterprise_tax", BUDGETS, p) for who, p in parties.items()}
+        assert after == before
+        row = store.get_release(session, old.release_id)
+        assert row is not None and row.status is ReleaseStatus.ABANDONED
+        assert row.result is None and row.finished_at is not None
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+        assert entry is not None and entry.kind == "budget.abandoned" and entry.actor == "admin"
+        payload = entry.payload()
+        assert payload["release_id"] == old.release_id and payload["request_id"] == old.request_id
+        assert (payload["user"], payload["project"], payload["dataset"]) == (
+            "alice",
+            "fin-lab",
+            "enterprise_tax",
+        )
+        assert payload["charge_kept"] == "0.5" and payload["older_than_seconds"] == 15 * 60
+    assert _kinds(engine) == [*kinds_before, "budget.abandoned"]
     _check_consistent(engine)
+
+    # terminal: a late commit or failure of the dead query is refused, and a second sweep finds nothing
+    with pytest.raises(InternalError, match="abandoned"):
+        store.commit(engine, old, {"rows": []})
+    with pytest.raises(InternalError, match="abandoned"):
+        store.fail(engine, old, error={"type": "late"})
+    assert store.sweep_reservations(engine) == []
+    assert _kinds(engine) == [*kinds_before, "budget.abandoned"]
+
+
+def test_sweep_dry_run_changes_nothing(engine: Engine, parties: dict[str, Party]) -> None:
+    first = _reserve(engine, parties["alice@fin"], "0.5", fp="a")
+    second = _reserve(engine, parties["alice@health"], "0.25", fp="b")
+    _backdate(engine, first.release_id, 90)
+    _backdate(engine, second.release_id, 30)
+    statuses, kinds = _statuses(engine), _kinds(engine)
+    preview = store.sweep_reservations(engine, older_than=timedelta(minutes=20), dry_run=True)
+    assert [i.release_id for i in preview] == [first.release_id, second.release_id]  # oldest first
+    assert [i.project for i in preview] == ["fin-lab", "health-lab"]
+    assert _statuses(engine) == statuses and _kinds(engine) == kinds
+    assert store.sweep_reservations(engine, older_than=timedelta(hours=1), dry_run=True) == preview[:1]
+    # the real sweep abandons exactly what the dry run listed
+    assert store.sweep_reservations(engine, older_than=timedelta(minutes=20)) == preview
+    assert set(_statuses(engine).values()) == {"abandoned"}
+    assert _kinds(engine) == [*kinds, "budget.abandoned", "budget.abandoned"]
+    _check_consistent(engine)
+
+
+def test_in_flight_lists_reserved_releases_and_cut_off_is_checked(
+    engine: Engine, parties: dict[str, Party]
+) -> None:
+    old = _reserve(engine, parties["alice@fin"], "0.5", fp="a")
+    new = _reserve(engine, parties["bob@fin"], "0.25", fp="b")
+    done = _reserve(engine, parties["bob@fin"], "0.25", fp="c")
+    store.commit(engine, done, {"rows": []})
+    _backdate(engine, old.release_id, 60)
+    with session_scope(engine) as session:
+        assert [i.release_id for i in store.in_flight(session)] == [old.release_id, new.release_id]
+        assert [i.release_id for i in store.in_flight(session, older_than=timedelta(minutes=30))] == [
+            old.release_id
+        ]
+    # a cut-off in the future of every reservation, via ``now``
+    later = store.sweep_reservations(engine, dry_run=True, now=utcnow() + timedelta(hours=2))
+    assert [i.release_id for i in later] == [old.release_id, new.release_id]
+    with pytest.raises(ValueError, match="negative"):
+        store.sweep_reservations(engine, older_than=timedelta(minutes=-1))
 
 
 class StoreInterleavings(RuleBasedStateMachine):
@@ -252,6 +372,14 @@ class StoreInterleavings(RuleBasedStateMachine):
             store.commit(self.engine, res, {"rows": []})
         else:
             store.fail(self.engine, res, error={"type": "test"})
+
+    @precondition(lambda self: bool(self.open))
+    @rule()
+    def sweep(self) -> None:
+        # every open reservation is older than a zero cut-off: all are abandoned, charges kept
+        swept = store.sweep_reservations(self.engine, older_than=timedelta(0))
+        assert {i.release_id for i in swept} == {r.release_id for r in self.open}
+        self.open.clear()
 
     @invariant()
     def within_caps(self) -> None:
