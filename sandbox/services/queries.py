@@ -220,6 +220,25 @@ def _parse(sql: str, catalog: Catalog) -> Any:
     return parse_sql(sql, catalog)
 
 
+def _revalidate(spec: Any, catalog: Catalog) -> Any:
+    """A spec built in Python passes the same checks as SQL: its SQL text is parsed again and must
+    give the same spec (a hand-made spec that skips a check, e.g. a query window, is refused)."""
+    to_sql = getattr(spec, "to_sql", None)
+    if not callable(to_sql):
+        raise InvalidQuery("A query spec must come from sandbox.dp (parse_sql or the builder).")
+    try:
+        text = str(to_sql())
+    except Exception as err:  # a malformed hand-made spec (e.g. outputs naming nothing)
+        raise InvalidQuery("The query spec is malformed.", hint="Build queries with sandbox.dp.") from err
+    again = _parse(text, catalog)
+    if again != spec:
+        raise InvalidQuery(
+            "The query spec does not match its own SQL text.",
+            hint="Build queries with sandbox.dp.parse_sql or the table(...) builder.",
+        )
+    return again
+
+
 def _compile(spec: Any, catalog: Catalog, epsilon: Decimal) -> Any:
     from sandbox.dp import compile_query
 
@@ -376,6 +395,8 @@ def _prepare(
         if spec is None:
             assert sql is not None
             spec = _parse(sql, ctx.catalog)
+        else:
+            spec = _revalidate(spec, ctx.catalog)
         dataset = str(spec.dataset)
         with session_scope(ctx.control_engine) as session:
             check_can_query(session, user, project, dataset, ctx.catalog)

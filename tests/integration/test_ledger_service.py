@@ -207,6 +207,20 @@ def test_prebuilt_spec_is_accepted(ctx: ServiceContext) -> None:
         queries.run_query(ctx, user="bob", project="fin-lab", sql=SQL, spec=spec)
 
 
+def test_a_hand_made_spec_passes_the_same_checks_as_sql(ctx: ServiceContext) -> None:
+    import dataclasses
+
+    spec = parse_sql(SQL, ctx.catalog)
+    # grouping by the privacy unit (an identifier) would be refused as SQL: refused as a spec too
+    forged = dataclasses.replace(spec, keys=(dataclasses.replace(spec.keys[0], column="uscc"),))
+    executed = CALLS["execute"]
+    with pytest.raises(InvalidQuery) as err:
+        queries.run_query(ctx, user="bob", project="fin-lab", spec=forged, epsilon="0.2")
+    assert err.value.code.startswith("query_")
+    assert CALLS["execute"] == executed
+    assert audit_kinds(ctx)[-1] == "query.rejected"
+
+
 def test_identical_query_is_answered_from_the_cache_at_zero_cost(ctx: ServiceContext) -> None:
     first = queries.run_query(ctx, user="alice", project="fin-lab", sql=SQL, epsilon="0.5")
     executed = CALLS["execute"]
