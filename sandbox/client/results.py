@@ -36,6 +36,10 @@ class QueryResult:
         self.cached: bool = bool(payload.get("cached", False))
         self.sql: str | None = payload.get("sql")
         self.budget: dict[str, Any] = dict(payload.get("budget") or {})
+        #: quantile columns: 95% rank half-width in number of values (their ci95 is None)
+        self.rank_error95: dict[str, float] = {
+            str(k): float(v) for k, v in dict(payload.get("rank_error95") or {}).items()
+        }
         columns: list[str] = list(payload["columns"])
         self.key_columns: list[str] = list(payload.get("key_columns") or [])
         self.value_columns: list[str] = [c for c in columns if c not in self.key_columns]
@@ -56,6 +60,7 @@ class QueryResult:
                     c: [None if v != v else v for v in self.ci95[c].tolist()] for c in self.value_columns
                 },
                 "sql": self.sql,
+                "rank_error95": dict(self.rank_error95),
             }
         )
 
@@ -111,9 +116,14 @@ class QueryResult:
         notes = [self.provenance()]
         bare = [c for c in self.value_columns if len(self.ci95) and self.ci95[c].isna().all()]
         if bare:
+            ranks = [f"{c} ±{self.rank_error95[c]:,.4g} values" for c in bare if c in self.rank_error95]
             notes.append(
                 f"No ± for {', '.join(bare)}: quantiles are public candidates with no value interval; "
-                "sb.preview(...) gives their rank error (rank_error95)."
+                + (
+                    f"95% rank error (rank_error95): {', '.join(ranks)}."
+                    if ranks
+                    else "sb.preview(...) gives their rank error (rank_error95)."
+                )
             )
         return table_html + "".join(f"<p><small>{html.escape(n)}</small></p>" for n in notes)
 

@@ -206,6 +206,7 @@ def run_query(ctx: Any, account: Account, body: wire.QueryRequest) -> wire.Relea
         key_columns=list(record.key_columns),
         rows=[list(r) for r in record.rows],
         ci95=[list(r) for r in record.ci95],
+        rank_error95={str(k): float(v) for k, v in dict(record.extra.get("rank_error95") or {}).items()},
         budget=_budget_row(ctx, record.project, record.dataset, record.budget),
     )
 

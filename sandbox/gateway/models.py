@@ -301,6 +301,11 @@ class Release(_Out):
     key_columns: list[str] = Field(description="Grouping keys (public domain values, no noise).")
     rows: list[list[Scalar]]
     ci95: list[list[float | None]] = Field(description="Per cell 95% half-width; null for key columns.")
+    rank_error95: dict[str, float] = Field(
+        default_factory=dict,
+        description="Quantile columns (their ci95 is null): 95% rank half-width in values, from the noise "
+        "alone (docs/dp.md, Accuracy).",
+    )
     budget: BudgetRow | None = None
 
 

@@ -299,7 +299,7 @@ def _release_payload(release: Any, spec: Any) -> dict[str, Any]:
         "rows": _jsonable(rows),
         "ci95": _jsonable(ci95),
     }
-    for extra in ("mechanism", "budget_unit", "delta", "approx_dp"):
+    for extra in ("mechanism", "budget_unit", "delta", "approx_dp", "rank_error95"):
         value = getattr(release, extra, None)
         if value is not None:
             payload[extra] = _jsonable(value)

@@ -317,6 +317,19 @@ def test_preview_of_a_quantile_gives_its_rank_error(gw: Gateway, env: SandboxEnv
     assert median["aggregate"] == "quantile" and median["ci95"] is None
     assert median["rank_error95"] > 0
 
+    # the release of the same query carries the same rank error (and no value interval)
+    released = gw.request(
+        "POST",
+        "query",
+        env.headers("alice"),
+        json={"sql": "SELECT COUNT(*), MEDIAN(vat_paid_wan) FROM enterprise_tax", "epsilon": "0.4"},
+    )
+    assert released.status_code == 200, released.text
+    body = released.json()
+    quantile_column = body["columns"][1]
+    assert body["ci95"][0][1] is None
+    assert body["rank_error95"] == {quantile_column: median["rank_error95"]}
+
 
 def test_budget_lists_the_projects_dp_datasets(gw: Gateway, env: SandboxEnv) -> None:
     body = gw.request("GET", "budget", env.headers("bob")).json()

@@ -30,6 +30,14 @@ def test_quantile_cells_show_no_interval_and_point_to_the_rank_error() -> None:
     assert result.df.attrs["ci95"]["median_vat_paid_wan"] == [None, None]
 
 
+def test_a_release_with_its_rank_error_shows_it() -> None:
+    payload = release_payload() | {"rank_error95": {"median_vat_paid_wan": 103.0}}
+    result = QueryResult(payload)
+    assert result.rank_error95 == {"median_vat_paid_wan": 103.0}
+    assert result.df.attrs["rank_error95"] == {"median_vat_paid_wan": 103.0}
+    assert "median_vat_paid_wan ±103 values" in result._repr_html_()
+
+
 def test_releases_with_intervals_everywhere_carry_no_quantile_note() -> None:
     payload = release_payload()
     payload["columns"], payload["rows"] = ["credit_grade", "count"], [["A", 120.0], ["B", 80.0]]
