@@ -7,6 +7,9 @@ description is served at ``<prefix>api/v1/openapi.json``.
 ``ctx`` (a ``sandbox.services.queries.ServiceContext``) and ``auth`` (an
 :class:`~sandbox.gateway.auth.Authenticator`) are injected by tests; by default they
 are built from ``settings`` and from the hub service environment.
+
+While the app runs (its lifespan), ``sandbox.gateway.sweeper`` marks budget reservations
+left in flight by dead processes as abandoned, at start-up and every 5 minutes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from sandbox.config import Settings
+from sandbox.gateway import sweeper
 from sandbox.gateway.auth import Authenticator, HubAuthenticator
 from sandbox.gateway.errors import install_error_handling
 from sandbox.gateway.models import ErrorResponse
@@ -74,6 +78,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         responses=_ERROR_RESPONSES,
+        lifespan=sweeper.lifespan,  # sweeps abandoned budget reservations (sandbox.gateway.sweeper)
     )
     app.state.settings = settings
     app.state.authenticator = auth if auth is not None else HubAuthenticator()
