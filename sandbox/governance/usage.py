@@ -39,7 +39,7 @@ class DatasetUsage:
     rejected: int = 0  # refused before any charge (audit)
     cache_hits: int = 0  # identical repeats answered at no cost (audit)
     lookups: int = 0  # record look-ups under enterprise authorisations (audit)
-    epsilon: Decimal = Decimal(0)  # everything charged: reserved, committed, failed
+    epsilon: Decimal = Decimal(0)  # everything charged: reserved, committed, failed, abandoned
     projects: dict[str, dict[str, Any]] = field(default_factory=dict)
     exports: dict[str, int] = field(default_factory=dict)  # export requests by status
     active_grants: int = 0

@@ -233,7 +233,7 @@ def spent(session: Session, dataset: str, party: Party) -> dict[Scope, Decimal]:
 
 
 def status(session: Session, dataset: str, budgets: Budgets, party: Party) -> BudgetStatus:
-    """Remaining budgets: policy caps minus everything reserved, committed or failed."""
+    """Remaining budgets: policy caps minus everything reserved, committed, failed or abandoned."""
     return BudgetStatus.from_spent(budgets, spent(session, dataset, party))
 
 
