@@ -218,6 +218,10 @@ class Plan:
     @functools.cached_property
     def statement(self) -> sa.Select[Any]:
         """The statement on the raw table (rank filter, clamping ``CASE``): always correct."""
+        return self._scan(None)
+
+    def _scan(self, bounded: sa.Table | None) -> sa.Select[Any]:
+        """The row-scanning statement on the raw table (None) or the bounded table."""
         statement, labels = _scan_statement(
             self.spec,
             self.dataset,
@@ -226,10 +230,10 @@ class Plan:
             self.value_columns,
             self.fixed,
             self.candidates,
-            None,
+            bounded,
         )
         if labels != self.labels:
-            raise InternalError("The raw-table statement lays out its cells differently.")
+            raise InternalError("A scanning statement lays out its cells differently from the plan.")
         return statement
 
     def statement_on(
@@ -246,19 +250,7 @@ class Plan:
         dims = derived.cube_dimensions
         if use_cube and dims is not None and cube_eligible(self, dims):
             return "cube", _cube_statement(self, cube_table(self.dataset, dims, metadata))
-        statement, labels = _scan_statement(
-            self.spec,
-            self.dataset,
-            self.keys,
-            self.primitives,
-            self.value_columns,
-            self.fixed,
-            self.candidates,
-            bounded_table(self.dataset, metadata),
-        )
-        if labels != self.labels:
-            raise InternalError("The bounded-table statement lays out its cells differently.")
-        return "bounded", statement
+        return "bounded", self._scan(bounded_table(self.dataset, metadata))
 
     @property
     def n_cells(self) -> int:
