@@ -393,4 +393,7 @@ class QueryEpsilon(InvalidQuery):
 
 class QueryAccuracyTarget(InvalidQuery):
     code = "query_accuracy_target"
-    default_hint = "Give a positive ci95 target for a query with COUNT, SUM or COUNT(DISTINCT) statistics."
+    default_hint = (
+        "Give a positive ci95 target for COUNT, SUM or COUNT(DISTINCT) statistics, and/or a positive "
+        "rank_error95 target (number of values) for MEDIAN, QUANTILE or PERCENTILE_CONT."
+    )

@@ -10,6 +10,7 @@ The only package that imports opendp. Public API (docs/dp.md)::
     release = compiled.release(rows)    # noised cells + 95% half-widths
     compiled.preview()                  # expected accuracy and cost, spends nothing
     epsilon_for(spec, catalog, ci95=50) # budget reaching a target half-width
+    epsilon_for(spec, catalog, rank_error95=20)  # ... or a target quantile rank error (values)
 """
 
 from __future__ import annotations

@@ -295,15 +295,23 @@ def preview_plan(plan: Plan, statistics: tuple[Statistic, ...], cost: Decimal, u
     )
 
 
-def _worst_ratio(plan: Plan, budget: Decimal, gaussian: bool, target: float) -> float:
-    """max over closed-form statistics of ci95 / target (<= 1 means the target is met)."""
+def _worst_ratio(
+    plan: Plan, budget: Decimal, gaussian: bool, ci95: float | None, rank_error95: float | None = None
+) -> float:
+    """max over the targeted statistics of (their measure) / (its target): ``ci95`` for the
+    closed-form COUNT/SUM/COUNT(DISTINCT) statistics, ``rank_error95`` for quantiles (each only
+    when given; <= 1 means every target is met)."""
     worst = 0.0
     for stat in plan_statistics(plan, budget, gaussian):
-        if stat.noise == "noisy_max" or stat.primitive.kind in ("csum", "nonnull"):
+        if stat.noise == "noisy_max":
+            if rank_error95 is not None:
+                worst = max(worst, rank_half_width(stat, _quantile_candidates(plan, stat)) / rank_error95)
+            continue
+        if ci95 is None or stat.primitive.kind in ("csum", "nonnull"):
             continue
         if stat.primitive.kind == "rows" and not _counts_released(plan):
             continue
-        worst = max(worst, cell_ci95(stat) / target)
+        worst = max(worst, cell_ci95(stat) / ci95)
     return worst
 
 
@@ -311,31 +319,78 @@ def _counts_released(plan: Plan) -> bool:
     return any(a.kind.value == "count" for a in plan.spec.aggregates)
 
 
-def epsilon_for_plan(plan: Plan, gaussian: bool, ci95: float) -> Decimal:
-    """Smallest budget (4 significant digits, rounded up) whose COUNT/SUM/COUNT(DISTINCT) cells
-    all have a 95% half-width of at most ``ci95`` (each in its own unit)."""
-    if not isinstance(ci95, int | float) or not math.isfinite(ci95) or ci95 <= 0:
-        raise QueryAccuracyTarget(f"ci95 must be a positive number, got {ci95!r}.")
-    kinds = {a.kind.value for a in plan.spec.aggregates}
-    if not kinds & {"count", "count_distinct", "sum"}:
+def _check_target(name: str, value: object, unit: str) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise QueryAccuracyTarget(
-            "The query has no COUNT, SUM or COUNT(DISTINCT) statistic with a data-independent accuracy."
+            f"{name} must be a positive, finite number ({unit}), got {value!r}.",
         )
+
+
+CLOSED_FORM_KINDS = frozenset({"count", "count_distinct", "sum"})
+
+
+def epsilon_for_plan(
+    plan: Plan, gaussian: bool, ci95: float | None = None, rank_error95: float | None = None
+) -> Decimal:
+    """Smallest budget (4 significant digits, rounded up) whose COUNT/SUM/COUNT(DISTINCT) cells
+    all have a 95% half-width of at most ``ci95`` (each in its own unit) and whose quantile
+    statistics all have a ``rank_error95`` of at most ``rank_error95`` (number of values).
+
+    Give either target or both; a target that applies to no statistic of the query is refused.
+    """
+    _check_target("ci95", ci95, "a 95% half-width in each statistic's unit")
+    _check_target("rank_error95", rank_error95, "a 95% rank half-width in number of values")
+    if ci95 is None and rank_error95 is None:
+        raise QueryAccuracyTarget("Give an accuracy target: ci95, rank_error95 or both.")
+    kinds = {a.kind.value for a in plan.spec.aggregates}
+    if ci95 is not None and not kinds & CLOSED_FORM_KINDS:
+        hint = (
+            "Quantiles (MEDIAN, QUANTILE, PERCENTILE_CONT) have no value interval: target their "
+            "rank instead with rank_error95=<number of values>."
+            if "quantile" in kinds
+            else None
+        )
+        raise QueryAccuracyTarget(
+            "The query has no COUNT, SUM or COUNT(DISTINCT) statistic with a data-independent accuracy.",
+            hint=hint,
+        )
+    if rank_error95 is not None and "quantile" not in kinds:
+        raise QueryAccuracyTarget(
+            "rank_error95 targets quantile statistics (MEDIAN, QUANTILE, PERCENTILE_CONT) and the "
+            "query has none.",
+            hint="Drop rank_error95, or use ci95 for COUNT, SUM or COUNT(DISTINCT) statistics.",
+        )
+
+    def meets(budget: Decimal) -> bool:
+        return _worst_ratio(plan, budget, gaussian, ci95, rank_error95) <= 1
+
     lo, hi = Decimal("1e-9"), Decimal(10**6)
-    if _worst_ratio(plan, hi, gaussian, ci95) > 1:
-        raise QueryAccuracyTarget(f"No budget up to {hi} reaches a 95% half-width of {ci95}.")
-    if _worst_ratio(plan, lo, gaussian, ci95) <= 1:
+    if not meets(hi):
+        targets = " and ".join(
+            f"{n} of {v}"
+            for n, v in (("a 95% half-width", ci95), ("a rank_error95", rank_error95))
+            if v is not None
+        )
+        raise QueryAccuracyTarget(f"No budget up to {hi} reaches {targets}.")
+    if meets(lo):
         return _round_up(lo)
     for _ in range(80):
         mid = (lo * hi).sqrt()
-        if _worst_ratio(plan, mid, gaussian, ci95) <= 1:
+        if meets(mid):
             hi = mid
         else:
             lo = mid
         if hi / lo < Decimal("1.00001"):
             break
     result = _round_up(hi)
-    while _worst_ratio(plan, result, gaussian, ci95) > 1:
+    while not meets(result):
         result = _round_up(result * Decimal("1.0001"))
     return check_budget_value(result)
 

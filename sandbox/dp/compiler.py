@@ -287,16 +287,26 @@ def preview(spec: QuerySpec, catalog: CatalogLike, epsilon: Decimal) -> Preview:
     return compile_query(spec, catalog, epsilon).preview()
 
 
-def epsilon_for(spec: QuerySpec, catalog: CatalogLike, ci95: float) -> Decimal:
+def epsilon_for(
+    spec: QuerySpec,
+    catalog: CatalogLike,
+    ci95: float | None = None,
+    *,
+    rank_error95: float | None = None,
+) -> Decimal:
     """The smallest budget (4 significant digits) at which every COUNT, SUM and COUNT(DISTINCT)
-    cell of ``spec`` has a 95% half-width of at most ``ci95`` (in each statistic's unit)."""
+    cell of ``spec`` has a 95% half-width of at most ``ci95`` (in each statistic's unit) and
+    every quantile output a ``rank_error95`` of at most ``rank_error95`` (number of values).
+
+    Give either target or both; each must apply to at least one statistic of ``spec``."""
     dataset, delta = _dataset_and_delta(spec, catalog)
     plan = plan_query(spec, dataset)
-    budget = epsilon_for_plan(plan, dataset.mechanism is Mechanism.GAUSSIAN, ci95)
+    budget = epsilon_for_plan(plan, dataset.mechanism is Mechanism.GAUSSIAN, ci95, rank_error95)
     for _ in range(20):  # the calibrated scales may be a hair wider than the closed form
-        compiled = CompiledQuery(spec, dataset, delta, budget)
-        stated = compiled.preview().ci95
-        if all(v is None or v <= ci95 for v in stated.values()):
+        stated = CompiledQuery(spec, dataset, delta, budget).preview()
+        if (ci95 is None or all(v is None or v <= ci95 for v in stated.ci95.values())) and (
+            rank_error95 is None or all(v <= rank_error95 for v in stated.rank_error95.values())
+        ):
             return budget
         budget = check_budget_value((budget * Decimal("1.001")).quantize(Decimal("1e-12")))
     raise InternalError("Could not find a budget for the accuracy target.")

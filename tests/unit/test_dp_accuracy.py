@@ -169,6 +169,80 @@ def test_epsilon_for_refuses_targets_it_cannot_meet(sql: str, target: float, cat
     assert info.value.code == "query_accuracy_target"
 
 
+MARCH = "WHERE txn_time >= '2018-03-01' AND txn_time < '2018-04-01'"
+
+
+@pytest.mark.parametrize(
+    ("sql", "target"),
+    [
+        ("SELECT credit_grade, MEDIAN(vat_paid_wan) FROM enterprise_tax GROUP BY 1", 20.0),
+        ("SELECT QUANTILE(vat_paid_wan, 0.9), MEDIAN(cit_paid_wan) FROM enterprise_tax", 50.0),
+        ("SELECT MEDIAN(fare_yuan) FROM transit_trips " + MARCH, 200.0),  # rho
+    ],
+)
+def test_epsilon_for_rank_error95_reaches_the_target_and_no_less_budget_does(
+    sql: str, target: float, catalog: Catalog
+) -> None:
+    spec = parse_sql(sql, catalog)
+    budget = epsilon_for(spec, catalog, rank_error95=target)
+    assert budget == Decimal(format(budget, ".4g"))  # 4 significant digits
+    assert all(v <= target for v in preview(spec, catalog, budget).rank_error95.values())
+    smaller = (budget * Decimal("0.99")).quantize(Decimal("1e-12"))
+    assert any(v > target for v in preview(spec, catalog, smaller).rank_error95.values())
+
+
+def test_epsilon_for_both_targets_meets_each(catalog: Catalog) -> None:
+    spec = parse_sql(
+        "SELECT credit_grade, COUNT(*), MEDIAN(vat_paid_wan) FROM enterprise_tax GROUP BY 1", catalog
+    )
+    for ci95, rank in ((5.0, 200.0), (400.0, 10.0)):  # the count's target binds, then the median's
+        both = epsilon_for(spec, catalog, ci95=ci95, rank_error95=rank)
+        assert both == max(
+            epsilon_for(spec, catalog, ci95=ci95), epsilon_for(spec, catalog, rank_error95=rank)
+        )
+        at = preview(spec, catalog, both)
+        assert at.ci95["count"] <= ci95 and at.rank_error95["median_vat_paid_wan"] <= rank  # type: ignore[operator]
+        below = preview(spec, catalog, (both * Decimal("0.99")).quantize(Decimal("1e-12")))
+        assert below.ci95["count"] > ci95 or below.rank_error95["median_vat_paid_wan"] > rank  # type: ignore[operator]
+
+
+def test_epsilon_for_ci95_on_quantiles_only_points_to_rank_error95(catalog: Catalog) -> None:
+    spec = parse_sql("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", catalog)
+    with pytest.raises(InvalidQuery) as info:
+        epsilon_for(spec, catalog, ci95=10.0)
+    assert info.value.code == "query_accuracy_target" and "rank_error95" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("sql", "kwargs"),
+    [
+        ("SELECT COUNT(*) FROM enterprise_tax", {"rank_error95": 10.0}),  # no quantile
+        ("SELECT AVG(vat_paid_wan) FROM enterprise_tax", {"rank_error95": 10.0}),
+        ("SELECT COUNT(*) FROM enterprise_tax", {"ci95": 10.0, "rank_error95": 10.0}),
+        ("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", {"ci95": 10.0, "rank_error95": 10.0}),
+        ("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", {}),  # no target
+        ("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", {"rank_error95": 0}),
+        ("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", {"rank_error95": -3.0}),
+        ("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", {"rank_error95": float("nan")}),
+        ("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", {"rank_error95": float("inf")}),
+        ("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", {"rank_error95": "20"}),
+        ("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", {"rank_error95": True}),
+    ],
+)
+def test_epsilon_for_refuses_bad_rank_error95_requests(
+    sql: str, kwargs: dict[str, object], catalog: Catalog
+) -> None:
+    with pytest.raises(InvalidQuery) as info:
+        epsilon_for(parse_sql(sql, catalog), catalog, **kwargs)  # type: ignore[arg-type]
+    assert info.value.code == "query_accuracy_target"
+
+
+def test_epsilon_for_rank_error95_without_quantiles_says_so(catalog: Catalog) -> None:
+    with pytest.raises(InvalidQuery) as info:
+        epsilon_for(parse_sql("SELECT COUNT(*) FROM enterprise_tax", catalog), catalog, rank_error95=5.0)
+    assert "rank_error95" in info.value.message and "no" in info.value.message
+
+
 def test_preview_of_a_policy_without_delta_has_no_approx_dp(catalog: Catalog) -> None:
     with_delta = dataclasses.replace(catalog)
     spec = parse_sql("SELECT COUNT(*) FROM transit_trips " + JANUARY, with_delta)
