@@ -420,6 +420,8 @@ class _Validator(WhereMixin):
         if group is not None:
             if _set_args(group) != {"expressions"}:
                 raise QueryGroupBy("GROUP BY ROLLUP/CUBE/GROUPING SETS/ALL is not supported.")
+            if group.args.get("all") is not None:  # sqlglot: True = GROUP BY ALL, False = GROUP BY DISTINCT
+                raise QueryGroupBy("GROUP BY ALL/DISTINCT is not supported.")
             for node in group.args["expressions"]:
                 key = self._group_item(node, items)
                 if key not in grouped:

@@ -213,6 +213,12 @@ REFUSED = [
         "query_group_by",
         "GROUP BY",
     ),
+    (
+        "SELECT credit_grade, COUNT(*) FROM enterprise_tax GROUP BY DISTINCT credit_grade",
+        "query_group_by",
+        "DISTINCT",
+    ),
+    ("SELECT credit_grade, COUNT(*) FROM enterprise_tax GROUP BY ALL", "query_group_by", "GROUP BY"),
     ("SELECT credit_grade FROM enterprise_tax GROUP BY credit_grade", "query_no_aggregate", "SELECT"),
     ("SELECT COUNT(DISTINCT credit_grade) FROM enterprise_tax", "query_count_distinct", "privacy unit"),
     ("SELECT COUNT(vat_paid_wan) FROM enterprise_tax", "query_count_distinct", "COUNT"),
