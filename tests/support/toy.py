@@ -16,7 +16,8 @@ from sandbox.dp.compiler import CompiledQuery
 from sandbox.dp.spec import And, Between, Compare, CompareOp, InList, IsNull, Not, Or, Predicate
 from sandbox.policy.models import Dataset
 
-TOY: dict[str, Any] = {
+#: The policy fields every toy dataset of the DP tests shares (each test file adds its columns).
+TOY_HEADER: dict[str, Any] = {
     "id": "toy",
     "name": {"zh": "玩具", "en": "Toy"},
     "provider": ["tax_bureau"],
@@ -25,6 +26,10 @@ TOY: dict[str, Any] = {
     "source_tier": "T2",
     "privacy_unit": "pid",
     "max_rows_per_unit": 4,
+}
+
+TOY: dict[str, Any] = {
+    **TOY_HEADER,
     "columns": [
         {"name": "pid", "type": "string", "role": "identifier"},
         {"name": "region", "type": "category", "role": "plain", "domain": ["n", "s", "e", "w"]},

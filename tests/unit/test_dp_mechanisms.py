@@ -12,6 +12,7 @@ import opendp.prelude as dp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.toy import TOY_HEADER
 
 from sandbox.dp import ExactCells, compile_query, parse_sql
 from sandbox.dp.compiler import CompiledQuery
@@ -25,14 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def toy_dataset(**overrides: Any) -> Dataset:
     body: dict[str, Any] = {
-        "id": "toy",
-        "name": {"zh": "玩具", "en": "Toy"},
-        "provider": ["tax_bureau"],
-        "focus_area": "transport",
-        "tier": "conditional",
-        "source_tier": "T2",
-        "privacy_unit": "pid",
-        "max_rows_per_unit": 4,
+        **TOY_HEADER,
         "columns": [
             {"name": "pid", "type": "string", "role": "identifier"},
             {"name": "region", "type": "category", "role": "plain", "domain": ["n", "s", "e", "w"]},

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from support.toy import TOY_HEADER
 
 from sandbox.dp import parse_sql
 from sandbox.dp.planner import Plan, _fixed_point_sql, plan_query, round_half_away
@@ -25,14 +26,7 @@ from sandbox.policy.models import Dataset
 ROOT = Path(__file__).resolve().parents[2]
 
 TOY: dict[str, Any] = {
-    "id": "toy",
-    "name": {"zh": "玩具", "en": "Toy"},
-    "provider": ["tax_bureau"],
-    "focus_area": "transport",
-    "tier": "conditional",
-    "source_tier": "T2",
-    "privacy_unit": "pid",
-    "max_rows_per_unit": 4,
+    **TOY_HEADER,
     "columns": [
         {"name": "pid", "type": "string", "role": "identifier"},
         {"name": "region", "type": "category", "role": "plain", "domain": ["n", "s"]},

@@ -45,6 +45,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.toy import TOY_HEADER
 
 from sandbox.dp import ExactCells, compile_query, parse_sql, preview
 from sandbox.dp.accuracy import rank_half_width, score_gap_bound
@@ -60,14 +61,7 @@ P_MIN = 0.001
 JANUARY = "WHERE txn_time >= '2018-01-01' AND txn_time < '2018-02-01'"  # transit_trips: a 31-day window
 
 TOY: dict[str, Any] = {
-    "id": "toy",
-    "name": {"zh": "玩具", "en": "Toy"},
-    "provider": ["tax_bureau"],
-    "focus_area": "transport",
-    "tier": "conditional",
-    "source_tier": "T2",
-    "privacy_unit": "pid",
-    "max_rows_per_unit": 4,
+    **TOY_HEADER,
     "columns": [
         {"name": "pid", "type": "string", "role": "identifier"},
         {"name": "region", "type": "category", "role": "plain", "domain": ["n", "s", "e", "w"]},

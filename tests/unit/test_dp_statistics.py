@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.toy import TOY_HEADER
 
 from sandbox.dp import ExactCells, compile_query, parse_sql
 from sandbox.dp.accuracy import half_width
@@ -35,14 +36,7 @@ Z = 3.29  # two-sided p = 0.001
 P_MIN = 0.001
 
 TOY: dict[str, Any] = {
-    "id": "toy",
-    "name": {"zh": "玩具", "en": "Toy"},
-    "provider": ["tax_bureau"],
-    "focus_area": "transport",
-    "tier": "conditional",
-    "source_tier": "T2",
-    "privacy_unit": "pid",
-    "max_rows_per_unit": 4,
+    **TOY_HEADER,
     "columns": [
         {"name": "pid", "type": "string", "role": "identifier"},
         {"name": "region", "type": "category", "role": "plain", "domain": ["n", "s", "e", "w"]},
