@@ -149,68 +149,66 @@ def build_derived(
     return info
 
 
-def _source_checksum(conn: sa.Connection, dataset_id: str) -> str | None:
-    if not sa.inspect(conn).has_table(META_TABLE):
-        return None
+def _checksums(conn: sa.Connection) -> dict[str, str | None]:
+    """``_dataset_meta`` checksums by dataset (empty when the table does not exist)."""
     meta = meta_table(sa.MetaData())
-    value = conn.execute(sa.select(meta.c.checksum).where(meta.c.dataset == dataset_id)).scalar_one_or_none()
-    return None if value is None else str(value)
+    if not sa.inspect(conn).has_table(META_TABLE):
+        return {}
+    return {r.dataset: r.checksum for r in conn.execute(sa.select(meta.c.dataset, meta.c.checksum)).all()}
+
+
+def _source_checksum(conn: sa.Connection, dataset_id: str) -> str | None:
+    return _checksums(conn).get(dataset_id)
+
+
+def _recorded(conn: sa.Connection) -> dict[str, Any]:
+    """``_dp_derived`` rows by dataset (empty when nothing was ever derived)."""
+    derived = derived_meta_table(sa.MetaData())
+    if not sa.inspect(conn).has_table(derived.name):
+        return {}
+    return {row.dataset: row for row in conn.execute(sa.select(derived)).all()}
+
+
+def _info(row: Any) -> DerivedInfo:
+    return DerivedInfo(
+        dataset=row.dataset,
+        fingerprint=row.fingerprint,
+        bounded_rows=int(row.bounded_rows),
+        cube_dimensions=None if row.cube_dimensions is None else tuple(json.loads(row.cube_dimensions)),
+        cube_rows=None if row.cube_rows is None else int(row.cube_rows),
+    )
 
 
 def read_layout(conn: sa.Connection, datasets: Mapping[str, Dataset] | None = None) -> dict[str, DerivedInfo]:
     """The current ``_dp_derived`` entries by dataset id: source checksum equal to the raw
     table's ``_dataset_meta`` checksum and, when ``datasets`` is given, fingerprint equal to the
     loaded policy's. An empty dict when nothing was derived."""
-    metadata = sa.MetaData()
-    derived, meta = derived_meta_table(metadata), meta_table(metadata)
-    inspector = sa.inspect(conn)
-    if not inspector.has_table(derived.name):
-        return {}
-    rows = conn.execute(sa.select(derived)).all()
-    checksums: dict[str, Any] = {}
-    if inspector.has_table(meta.name):
-        checksums = {
-            r.dataset: r.checksum for r in conn.execute(sa.select(meta.c.dataset, meta.c.checksum)).all()
-        }
+    recorded = _recorded(conn)
+    checksums = _checksums(conn) if recorded else {}
     out: dict[str, DerivedInfo] = {}
-    for row in rows:
-        if row.source_checksum != checksums.get(row.dataset):
+    for ds_id, row in recorded.items():
+        if row.source_checksum != checksums.get(ds_id):
             continue  # the raw table was rewritten after the derived tables were built
-        info = DerivedInfo(
-            dataset=row.dataset,
-            fingerprint=row.fingerprint,
-            bounded_rows=int(row.bounded_rows),
-            cube_dimensions=None if row.cube_dimensions is None else tuple(json.loads(row.cube_dimensions)),
-            cube_rows=None if row.cube_rows is None else int(row.cube_rows),
-        )
-        if datasets is not None and (
-            row.dataset not in datasets or not info.valid_for(datasets[row.dataset])
-        ):
+        info = _info(row)
+        if datasets is not None and (ds_id not in datasets or not info.valid_for(datasets[ds_id])):
             continue
-        out[row.dataset] = info
+        out[ds_id] = info
     return out
 
 
 def layout_status(conn: sa.Connection, datasets: Mapping[str, Dataset]) -> list[dict[str, Any]]:
     """Per dataset with a privacy unit: ``state`` (``current``, ``stale_policy``, ``stale_table``,
     ``missing``), bounded rows, cube dimensions and rows, as ``sandbox warehouse status`` shows them."""
-    metadata = sa.MetaData()
-    derived, meta = derived_meta_table(metadata), meta_table(metadata)
-    inspector = sa.inspect(conn)
-    recorded: dict[str, Any] = {}
-    checksums: dict[str, Any] = {}
-    if inspector.has_table(derived.name):
-        recorded = {row.dataset: row for row in conn.execute(sa.select(derived)).all()}
-    if inspector.has_table(meta.name):
-        checksums = {row.dataset: row.checksum for row in conn.execute(sa.select(meta)).all()}
+    recorded, checksums = _recorded(conn), _checksums(conn)
     out: list[dict[str, Any]] = []
     for ds_id, dataset in datasets.items():
         if not dataset.privacy_unit or not dataset.max_rows_per_unit:
             continue
         row = recorded.get(ds_id)
-        if row is None:
+        info = None if row is None else _info(row)
+        if info is None:
             state = "missing"
-        elif row.fingerprint != fingerprint(dataset):
+        elif not info.valid_for(dataset):
             state = "stale_policy"
         elif row.source_checksum != checksums.get(ds_id):
             state = "stale_table"
@@ -220,11 +218,11 @@ def layout_status(conn: sa.Connection, datasets: Mapping[str, Dataset]) -> list[
             {
                 "dataset": ds_id,
                 "state": state,
-                "bounded_rows": None if row is None else int(row.bounded_rows),
+                "bounded_rows": None if info is None else info.bounded_rows,
                 "cube_dimensions": None
-                if row is None or row.cube_dimensions is None
-                else json.loads(row.cube_dimensions),
-                "cube_rows": None if row is None or row.cube_rows is None else int(row.cube_rows),
+                if info is None or info.cube_dimensions is None
+                else list(info.cube_dimensions),
+                "cube_rows": None if info is None else info.cube_rows,
                 "built_at": None if row is None else row.built_at,
             }
         )
