@@ -206,7 +206,7 @@ def layout_status(conn: sa.Connection, datasets: Mapping[str, Dataset]) -> list[
             continue
         row = recorded.get(ds_id)
         info = None if row is None else _info(row)
-        if info is None:
+        if row is None or info is None:
             state = "missing"
         elif not info.valid_for(dataset):
             state = "stale_policy"
