@@ -138,16 +138,22 @@ class ReleaseIndex:
         self._ids = [rid for _, rid in pairs]
         self.key_columns = {k.lower() for r in releases for k in r.inferred_keys()}
 
-    def find(self, value: Decimal, places: int) -> str | None:
-        """A release id with a value that rounds (half up or half even) to ``value`` at ``places``."""
+    def find(self, value: Decimal, places: int) -> set[str]:
+        """Ids of releases with a value that rounds (half up or half even) to ``value`` at ``places``."""
         half = Decimal(5) * Decimal(10) ** (-(places + 1))
         lo = bisect.bisect_left(self._values, value - half)
         hi = bisect.bisect_right(self._values, value + half)
-        return self._ids[lo] if lo < hi else None
+        return set(self._ids[lo:hi])
 
 
 def trace_table(table: Table, releases: Sequence[DpRelease], *, layout: Layout | None = None) -> TraceResult:
-    """Match every number of ``table`` (outside label columns) to a released value."""
+    """Match every number of ``table`` (outside label columns) to a released value.
+
+    A number may round-equal values of several releases (small counts collide by chance), so cells
+    are attributed to the fewest releases that explain them: greedily, the release tracing the most
+    still-unattributed cells first (ties by id, so the result is deterministic). An exported release
+    is thus cited alone, not with an older release that happens to share one of its counts.
+    """
     layout = layout or infer_layout(table)
     index = ReleaseIndex(releases)
     result = TraceResult()
@@ -157,6 +163,7 @@ def trace_table(table: Table, releases: Sequence[DpRelease], *, layout: Layout |
             labels.add(col)
     result.label_columns = [c for c in table.columns if c in labels]
     frame = table.frame
+    candidates: dict[Cell, set[str]] = {}
     for col in table.columns:
         if col in labels:
             continue
@@ -164,15 +171,26 @@ def trace_table(table: Table, releases: Sequence[DpRelease], *, layout: Layout |
             n = table.number(pos, col)
             if n is None:
                 continue
-            rid = index.find(n.value, n.places)
-            if rid is None and n.places > 0 and n.value == n.value.to_integral_value():
-                rid = index.find(n.value, 0)  # "1523.0": a float column's rendering of a whole number
-            if rid is None and n.percent:
-                rid = index.find(n.value / 100, n.places + 2)
-            if rid is None:
-                result.untraced.append((pos, col))
+            ids = index.find(n.value, n.places)
+            if n.places > 0 and n.value == n.value.to_integral_value():
+                ids |= index.find(n.value, 0)  # "1523.0": a float column's rendering of a whole number
+            if n.percent:
+                ids |= index.find(n.value / 100, n.places + 2)
+            if ids:
+                candidates[(pos, col)] = ids
             else:
-                result.traced[(pos, col)] = rid
+                result.untraced.append((pos, col))
+    open_cells = dict(candidates)
+    while open_cells:
+        counts: dict[str, int] = {}
+        for ids in open_cells.values():
+            for rid in ids:
+                counts[rid] = counts.get(rid, 0) + 1
+        best = min(counts, key=lambda rid: (-counts[rid], rid))
+        for cell in [c for c, ids in open_cells.items() if best in ids]:
+            result.traced[cell] = best
+            del open_cells[cell]
+    result.traced = {cell: result.traced[cell] for cell in candidates}  # table order
     return result
 
 

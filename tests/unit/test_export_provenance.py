@@ -94,3 +94,39 @@ def test_all_traced_passes_and_cites_release_and_epsilon() -> None:
 def test_releases_of_other_projects_are_not_consulted() -> None:
     table = make_table(["district_code", "count"], [["310101", "1523"]])
     assert trace_table(table, []).untraced == [(0, "count")]
+
+
+def _counts(release_id: str, counts: list[int]) -> DpRelease:
+    return DpRelease.from_mapping(
+        {
+            "release_id": release_id,
+            "columns": ["grade", "n"],
+            "key_columns": ["grade"],
+            "rows": [[g, c] for g, c in zip("ABCDE", counts, strict=False)],
+        }
+    )
+
+
+def test_a_chance_collision_with_an_older_release_is_not_cited() -> None:
+    # "a-old" sorts first and shares one count by chance; the exported release explains every cell.
+    older = _counts("a-old", [5000, 17, 4000])
+    exported = _counts("b-new", [301, 17, 88, 1200])
+    table = make_table(["grade", "n"], [["A", "301"], ["B", "17"], ["C", "88"], ["D", "1200"]])
+    for releases in ([older, exported], [exported, older]):
+        trace = trace_table(table, releases)
+        assert trace.release_ids == ["b-new"]
+        assert set(trace.traced.values()) == {"b-new"} and not trace.untraced
+
+
+def test_cells_go_to_the_fewest_releases_that_explain_them() -> None:
+    # x explains cells 1-2, y cells 2-3, z cells 1-4: z alone suffices.
+    x, y, z = _counts("x", [1, 2]), _counts("y", [2, 3]), _counts("z", [1, 2, 3, 4])
+    table = make_table(["grade", "n"], [["A", "1"], ["B", "2"], ["C", "3"], ["D", "4"]])
+    assert trace_table(table, [x, y, z]).release_ids == ["z"]
+    # Without z, two releases are needed; each cell names one that holds its value.
+    three = make_table(["grade", "n"], [["A", "1"], ["B", "2"], ["C", "3"]])
+    trace = trace_table(three, [x, y])
+    assert len(trace.release_ids) == 2 and not trace.untraced
+    values = {"x": {1, 2}, "y": {2, 3}}
+    for (pos, _col), rid in trace.traced.items():
+        assert pos + 1 in values[rid]
