@@ -157,16 +157,16 @@ class CompiledQuery:
     def release_cells(self, cells: ExactCells) -> Release:
         outputs = run(self._calibrated, cells)
         noisy: dict[str, list[int]] = {}
-        position = 0
-        for stat in self.statistics:
-            if stat.noise == "noisy_max":
-                noisy[stat.primitive.id] = [int(i) for i in outputs[position : position + stat.components]]
-                position += stat.components
-            else:
-                noisy[stat.primitive.id] = [int(v) for v in outputs[position]]
-                position += 1
-        if position != len(outputs):
+        if len(outputs) != len(self.statistics):
             raise InternalError("The measurement returned an unexpected number of outputs.")
+        for stat, out in zip(self.statistics, outputs, strict=True):
+            # a vector of noisy cells; a quantile: one selection per cell (a bare index for one cell)
+            values = (
+                [int(out)] if stat.noise == "noisy_max" and stat.components == 1 else [int(v) for v in out]
+            )
+            if stat.noise == "noisy_max" and len(values) != stat.components:
+                raise InternalError("The measurement returned an unexpected number of selections.")
+            noisy[stat.primitive.id] = values
         rows, cis = self._rows(noisy)
         rows, cis = self._order_and_limit(rows, cis)
         return Release(

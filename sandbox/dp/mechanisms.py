@@ -32,8 +32,9 @@ Budget
     Gaussian datasets: zCDP, ``zero_concentrated_divergence``, and the budget is **rho** (the
     policy's budgets are in rho); ``approx_dp()`` reports the equivalent (epsilon, delta) at the
     policy's delta through ``make_zCDP_to_approxDP`` + ``make_fix_delta`` for information.
-    The request is split equally over the statistics (quantiles: again equally over their
-    cells); all components are composed with ``make_composition``. The charge is the composed
+    The request is split equally over the statistics; a grouped quantile's per-cell selections
+    are one component, composed in parallel over the disjoint cells (:func:`_partition`); all
+    components are composed with ``make_composition``. The charge is the composed
     map at ``d_in = 1``, converted exactly to ``Decimal`` and rounded **up** to 12 decimal
     places; scales are widened until that charge is at most the request.
 """
@@ -123,7 +124,7 @@ class Statistic:
     sensitivity: float  # at d_in = 1 unit, in fixed-point units
     scale: float
     target: Decimal  # budget share aimed at (all components of the statistic together)
-    components: int
+    components: int  # outputs: 1 noisy vector, or one selection per cell (quantiles)
     precision: int  # decimal digits of the fixed-point values (0 for counts)
     alpha: tuple[int, int] | None = None  # quantile q = a/b
 
@@ -230,11 +231,14 @@ def _build(plan: Plan, stats: list[Statistic], gaussian: bool) -> dp.Measurement
         if stat.noise == "noisy_max":
             out_domain = dp.vector_domain(dp.atom_domain(T=dp.u64))
             out_metric = dp.linf_distance(T=dp.u64, monotonic=False)
-            for cell in range(plan.n_cells):
-                t = dp.t.make_user_transformation(
+            cells = [
+                dp.t.make_user_transformation(
                     domain, metric, out_domain, out_metric, _score_function(prim, cell), stability
                 )
-                components.append(t >> dp.m.then_noisy_max(measure, scale=stat.scale, negate=True))
+                >> dp.m.then_noisy_max(measure, scale=stat.scale, negate=True)
+                for cell in range(plan.n_cells)
+            ]
+            components.append(_partition(domain, metric, measure, cells))
             continue
         out_domain = dp.vector_domain(dp.atom_domain(T=dp.i64))
         if gaussian:
@@ -248,6 +252,33 @@ def _build(plan: Plan, stats: list[Statistic], gaussian: bool) -> dp.Measurement
             )
             components.append(t >> dp.m.then_laplace(scale=stat.scale))
     return dp.c.make_composition(components)
+
+
+def _partition(domain: Any, metric: Any, measure: Any, cells: list[dp.Measurement]) -> dp.Measurement:
+    """The per-cell selections of one quantile as one measurement: parallel composition.
+
+    The cells partition the bounded rows (each row has one grouping key), and a unit's ``k`` rows
+    are spread over them: ``j_g`` rows in cell ``g``, ``sum(j_g) <= k * d_in``. Each cell's chain
+    asserts the worst case, all ``k * d_in`` rows in that cell; its real loss is its map at ``j_g``
+    rows instead. OpenDP's noisy-max maps are ``2 j c / scale`` (pure DP, linear in the score
+    distance) and ``(2 j c / scale)^2 / 8`` (zCDP, convex), both superadditive with ``f(0) = 0``,
+    so ``sum_g f(j_g) <= f(sum_g j_g) <= f(k * d_in)``: the whole vector of selections costs
+    the largest single cell's map, not their sum. (Basic composition of the cells, which
+    OpenDP's ``make_composition`` would apply, over-charges ``G`` times.)
+    """
+    if len(cells) == 1:
+        return cells[0]
+
+    def privacy_map(d_in: Any) -> Any:
+        return max(cell.map(d_in) for cell in cells)  # type: ignore[no-untyped-call]
+
+    return dp.m.make_user_measurement(
+        domain,
+        metric,
+        measure,
+        function=lambda arg: [int(cell(arg)) for cell in cells],
+        privacy_map=privacy_map,
+    )
 
 
 def _initial_scale(noise: str, sensitivity: float, target: Decimal, components: int, gaussian: bool) -> float:
@@ -269,7 +300,7 @@ def plan_statistics(plan: Plan, budget: Decimal, gaussian: bool) -> list[Statist
     stats: list[Statistic] = []
     for prim in plan.primitives:
         metric, sensitivity, precision = _sensitivity(plan, prim, gaussian)
-        if prim.kind == "quantile":
+        if prim.kind == "quantile":  # one selection per cell, composed in parallel (_partition)
             noise, components = "noisy_max", plan.n_cells
         else:
             noise, components = ("discrete_gaussian" if gaussian else "discrete_laplace"), 1
@@ -279,7 +310,7 @@ def plan_statistics(plan: Plan, budget: Decimal, gaussian: bool) -> list[Statist
                 noise=noise,
                 metric=metric,
                 sensitivity=sensitivity,
-                scale=_initial_scale(noise, sensitivity, share, components, gaussian),
+                scale=_initial_scale(noise, sensitivity, share, 1, gaussian),
                 target=share,
                 components=components,
                 precision=precision,

@@ -156,14 +156,42 @@ def test_count_distinct_sensitivity_is_min_of_rows_and_groups(
     assert stat(cq, "distinct").sensitivity == expected
 
 
-def test_quantile_is_composed_per_cell(catalog: Catalog) -> None:
+def test_grouped_quantile_cells_compose_in_parallel(catalog: Catalog) -> None:
     cq = compiled("SELECT credit_grade, MEDIAN(vat_paid_wan) FROM enterprise_tax GROUP BY 1", catalog)
     assert_charge_is_the_map(cq, Decimal("0.1"))
     s = stat(cq, "quantile:vat_paid_wan:0.5")
     assert s.noise == "noisy_max" and s.metric == "linf" and s.components == 5
     assert s.alpha == (1, 2) and s.sensitivity == 3  # k * max(a, b - a) for q = 1/2
-    # non-monotonic scores: epsilon = 2 * sensitivity / scale per cell, five cells
-    assert 5 * 2 * s.sensitivity / s.scale == pytest.approx(0.1, rel=1e-9)
+    # non-monotonic scores: epsilon = 2 * sensitivity / scale; the five disjoint cells cost one
+    assert 2 * s.sensitivity / s.scale == pytest.approx(0.1, rel=1e-9)
+    one = compiled("SELECT MEDIAN(vat_paid_wan) FROM enterprise_tax", catalog)
+    assert stat(one, "quantile:vat_paid_wan:0.5").scale == pytest.approx(s.scale, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("sql", "budget"),
+    [
+        ("SELECT region, MEDIAN(visits), QUANTILE(amount, 0.9) FROM toy GROUP BY region", "0.3"),
+        ("SELECT region, MEDIAN(visits) FROM toy_gauss GROUP BY region", "0.2"),  # zCDP: convex map
+    ],
+)
+def test_parallel_quantile_charge_is_one_cells_map(sql: str, budget: str, catalog: Catalog) -> None:
+    cq = compiled(sql, catalog, budget)
+    assert_charge_is_the_map(cq, Decimal(budget))
+    measure = dp.zero_concentrated_divergence() if cq.budget_unit == "rho" else dp.max_divergence()
+    total = 0.0
+    for s in cq.statistics:
+        # one cell's chain, built by hand from OpenDP's noisy max at the statistic's scale
+        cell = dp.m.make_noisy_max(
+            dp.vector_domain(dp.atom_domain(T=dp.u64)),
+            dp.linf_distance(T=dp.u64, monotonic=False),
+            measure,
+            scale=s.scale,
+            negate=True,
+        )
+        total += cell.map(int(s.sensitivity))
+    assert cq.measurement.map(cq.d_in) == pytest.approx(total, rel=1e-12)
+    assert all(s.components == 4 for s in cq.statistics)
 
 
 def test_quantile_weight_grows_with_the_fraction(catalog: Catalog) -> None:
@@ -267,9 +295,9 @@ def test_measurement_releases_one_output_per_component(catalog: Catalog) -> None
         above={"amount": (zeros,) * 4},
     )
     out = cq.measurement(cells)
-    assert len(out) == 1 + 4
+    assert len(out) == 2  # the noisy count vector; the quantile's selections, one per cell
     assert len(out[0]) == 4 and all(isinstance(v, int) for v in out[0])
-    assert all(0 <= i < m for i in out[1:])
+    assert len(out[1]) == 4 and all(0 <= i < m for i in out[1])
     release = cq.release_cells(cells)
     assert [r["region"] for r in release.rows] == ["n", "s", "e", "w"]
     assert release.columns == ("region", "count", "median_amount")
