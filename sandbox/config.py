@@ -6,11 +6,38 @@ Every setting has an environment variable with the ``SANDBOX_`` prefix.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Seconds a DP query's warehouse statement may run by default: the notebook client's own
+#: HTTP timeout (``sandbox.client.transport.DEFAULT_TIMEOUT``).
+DEFAULT_QUERY_TIMEOUT = 300.0
+#: The largest allowed limit: two thirds of the ledger sweep's 15 minutes
+#: (``sandbox.ledger.store.ABANDON_AFTER``), so a statement always ends, and its reservation is
+#: committed or failed, before the sweep could take it for abandoned.
+MAX_QUERY_TIMEOUT = 600.0
+
+
+def _env_seconds(name: str, default: float, maximum: float) -> float:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= maximum):
+        from sandbox.errors import ConfigError
+
+        raise ConfigError(
+            f"{name}={value!r} is not a number of seconds in (0, {maximum:g}].",
+            hint=f"Unset it for the default of {default:g} s, or give seconds such as 120.",
+        )
+    return seconds
 
 
 def _env_path(name: str, default: Path) -> Path:
@@ -26,6 +53,8 @@ class Settings:
     * ``SANDBOX_POLICY_DIR`` (default: the repository's ``policies/``).
     * ``SANDBOX_WAREHOUSE_URL`` (default: DuckDB file ``<data>/warehouse.duckdb``).
     * ``SANDBOX_CONTROL_DB_URL`` (default: SQLite file ``<data>/control.sqlite``).
+    * ``SANDBOX_QUERY_TIMEOUT`` (seconds, default 300, at most 600): how long one DP query's
+      warehouse statement may run (``sandbox.catalog.deadline``).
     """
 
     data_dir: Path = field(default_factory=lambda: _env_path("SANDBOX_DATA_DIR", Path.cwd() / ".sandbox"))
@@ -35,6 +64,11 @@ class Settings:
     )
     control_db_url_override: str | None = field(
         default_factory=lambda: os.environ.get("SANDBOX_CONTROL_DB_URL")
+    )
+    query_timeout: float = field(
+        default_factory=lambda: _env_seconds(
+            "SANDBOX_QUERY_TIMEOUT", DEFAULT_QUERY_TIMEOUT, MAX_QUERY_TIMEOUT
+        )
     )
 
     @property

@@ -154,6 +154,18 @@ class QueryFailed(SandboxError):
     default_hint = "Try again; if it persists, give the operator the request id."
 
 
+class QueryTimeout(QueryFailed):
+    """The warehouse statement ran past ``SANDBOX_QUERY_TIMEOUT`` and was stopped (charge kept)."""
+
+    code = "query_timeout"
+    status = 504
+    default_hint = (
+        "Ask for less work: a narrower WHERE filter or time window, fewer grouping keys, or "
+        "aggregates the dataset's cube answers (COUNT/SUM/AVG over public-domain keys); the "
+        "operator can rebuild the derived tables with `sandbox warehouse prepare`."
+    )
+
+
 class ExportRejected(SandboxError):
     code = "export_invalid"
     status = 400

@@ -434,9 +434,9 @@ def get_release(session: Session, release_id: str) -> StoredRelease | None:
 # --- reservations left in flight ---------------------------------------------------------------
 
 #: How old a ``reserved`` release must be before :func:`sweep_reservations` takes it for abandoned.
-#: A query's reservation normally lives for the seconds its warehouse statement takes. Nothing
-#: cancels a statement on the server (no warehouse statement timeout); clients give up after
-#: 300 s (``sandbox.client.transport.DEFAULT_TIMEOUT``). 15 minutes is three times that.
+#: A query's reservation normally lives for the seconds its warehouse statement takes, and the
+#: statement is stopped after ``SANDBOX_QUERY_TIMEOUT`` (default 300 s, at most 600 s:
+#: ``sandbox.catalog.deadline``). 15 minutes is well past the longest a live query can hold one.
 ABANDON_AFTER = timedelta(minutes=15)
 
 

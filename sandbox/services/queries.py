@@ -18,7 +18,9 @@
 
 Any failure after 6 keeps the charge, is recorded as ``query.failed`` with the
 details in the audit log only, and reaches the caller as a ``QueryFailed``
-carrying a request id. Refusals before 6 are audited as ``query.rejected``.
+carrying a request id (``QueryTimeout`` when the statement ran past
+``SANDBOX_QUERY_TIMEOUT``: whether a query is slow depends on the data, so the
+charge is kept then too). Refusals before 6 are audited as ``query.rejected``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -52,6 +54,7 @@ from sandbox.errors import (
     InvalidQuery,
     NotProjectMember,
     QueryFailed,
+    QueryTimeout,
     SandboxError,
 )
 from sandbox.ledger import store as ledger
@@ -245,26 +248,52 @@ def _compile(spec: Any, catalog: Catalog, epsilon: Decimal) -> Any:
     return compile_query(spec, catalog, epsilon)
 
 
+class _StatementTimedOut(Exception):
+    """The warehouse statement hit the query deadline (becomes QueryTimeout in :func:`_fail`)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"warehouse statement stopped after {seconds:g} s (SANDBOX_QUERY_TIMEOUT)")
+        self.seconds = seconds
+
+
+def _run_statement(conn: Connection, statement: Any, seconds: float) -> list[Any]:
+    from sandbox.catalog.deadline import statement_deadline
+
+    with statement_deadline(conn, seconds) as deadline:
+        try:
+            return list(conn.execute(statement).all())
+        except DBAPIError as err:
+            if deadline.expired(err):
+                raise _StatementTimedOut(deadline.seconds) from err
+            raise
+
+
 def _execute(ctx: ServiceContext, compiled: Any) -> list[Any]:
     """Run the one push-down statement; only per-cell aggregates come back.
 
     The statement runs on the dataset's derived cube or bounded table when they are current
     (same integers, less work: ``sandbox.dp.layout``), else on the raw table. Should a derived
     table vanish between the layout read and the query (a concurrent rebuild), the raw-table
-    statement runs instead and the layout is re-read next time.
+    statement runs instead and the layout is re-read next time. Both share one deadline of
+    ``settings.query_timeout`` seconds (``sandbox.catalog.deadline``).
     """
     plan = getattr(compiled, "plan", None)
     derived = ctx.derived_layout().get(compiled.dataset.id) if plan is not None else None
     source, statement = plan.statement_on(derived) if plan is not None else ("raw", compiled.statement)
+    limit = ctx.settings.query_timeout
+    started = time.monotonic()
     with ctx.warehouse_engine.connect() as conn:
         if source == "raw":
-            return list(conn.execute(statement).all())
+            return _run_statement(conn, statement, limit)
         try:
-            return list(conn.execute(statement).all())
+            return _run_statement(conn, statement, limit)
         except DBAPIError:
             conn.rollback()
             ctx.derived_layout(refresh=True)
-            return list(conn.execute(compiled.statement).all())
+            left = limit - (time.monotonic() - started)
+            if left <= 0:
+                raise _StatementTimedOut(limit) from None
+            return _run_statement(conn, compiled.statement, left)
 
 
 def _jsonable(value: Any) -> Any:
@@ -463,9 +492,15 @@ def _fail(ctx: ServiceContext, reservation: Reservation, err: BaseException) -> 
     # If even this fails, the release stays 'reserved', which is still charged.
     with contextlib.suppress(Exception):
         ledger.fail(ctx.control_engine, reservation, error=_failure_details(err))
+    kept = f"the charge of epsilon={format_amount(reservation.charge)} is kept"
+    if isinstance(err, _StatementTimedOut):
+        return QueryTimeout(
+            f"The query ran longer than the warehouse limit of {err.seconds:g} s and was stopped "
+            f"(request id {reservation.request_id}); {kept}.",
+            request_id=reservation.request_id,
+        )
     return QueryFailed(
-        f"The query failed after its budget was reserved (request id {reservation.request_id}); "
-        f"the charge of epsilon={format_amount(reservation.charge)} is kept.",
+        f"The query failed after its budget was reserved (request id {reservation.request_id}); {kept}.",
         request_id=reservation.request_id,
     )
 
@@ -487,7 +522,8 @@ def run_query(
     ``epsilon`` defaults to the platform's ``default_query_epsilon``. Raises
     AuthenticationFailed, AccountInactive, NotProjectMember, NoGrant, AccessDenied,
     UnknownDataset, InvalidQuery, EpsilonTooLarge or BudgetExceeded before anything runs;
-    QueryFailed (the charge is kept) when execution fails after the reservation.
+    QueryFailed (the charge is kept) when execution fails after the reservation; its subclass
+    QueryTimeout when the warehouse statement ran past ``settings.query_timeout``.
     """
     prep = _prepare(ctx, user=user, project=project, sql=sql, spec=spec, epsilon=epsilon)
     request_id = ledger.new_id()

@@ -8,11 +8,13 @@ to inject a failure, or to hang for the crash test).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -39,6 +41,7 @@ from sandbox.errors import (
     NoGrant,
     NotProjectMember,
     QueryFailed,
+    QueryTimeout,
 )
 from sandbox.ledger import store as ledger
 from sandbox.ledger.models import Release
@@ -468,4 +471,46 @@ def test_sweep_after_a_crash_abandons_the_reservation_and_keeps_the_charge(ctx: 
     # the same query runs normally afterwards, charged again (nothing was released the first time)
     record = queries.run_query(ctx, user="alice", project="fin-lab", sql=SQL, epsilon="0.5")
     assert not record.cached and record.budget.user_remaining == 2
+    assert_consistent(ctx)
+
+
+def _slow_down(ctx: ServiceContext) -> None:
+    """Make ``enterprise_tax`` a real but slow view: every row repeated 10^8 times."""
+    with ctx.warehouse_engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE enterprise_tax RENAME TO enterprise_tax_rows")
+        conn.exec_driver_sql(
+            "CREATE VIEW enterprise_tax AS SELECT t.* FROM enterprise_tax_rows t, "
+            "(WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 100000000) "
+            "SELECT i FROM r)"
+        )
+
+
+def test_a_statement_past_the_query_timeout_is_stopped_and_keeps_its_charge(ctx: ServiceContext) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, query_timeout=0.5)
+    _slow_down(ctx)
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout) as info:
+        queries.run_query(ctx, user="alice", project="fin-lab", sql=SQL, epsilon="0.5")
+    elapsed = time.monotonic() - started
+    assert elapsed < 10  # stopped near 0.5 s, not after the 4 * 10^9-row scan
+    err = info.value
+    assert isinstance(err, QueryFailed) and err.code == "query_timeout" and err.status == 504
+    request_id = err.details["request_id"]
+    assert request_id in err.message and "0.5 s" in err.message and "kept" in err.message
+    assert "WHERE filter" in err.hint
+    status = queries.budget_status(ctx, user="alice", project="fin-lab")[DATASET]
+    assert status.user_remaining == Decimal("2.5")  # charged: whether a query is slow depends on data
+    with session_scope(ctx.control_engine) as s:
+        failed = s.scalars(select(AuditEntry).where(AuditEntry.kind == "query.failed")).one()
+        assert failed.payload()["request_id"] == request_id
+        assert "SANDBOX_QUERY_TIMEOUT" in failed.payload()["error"]["message"]
+        row = s.scalars(select(Release)).one()
+        assert row.status == ReleaseStatus.FAILED.value and row.result is None
+    assert_consistent(ctx)
+    # the engine's pool is healthy afterwards: with the table back, the next query is released
+    with ctx.warehouse_engine.begin() as conn:
+        conn.exec_driver_sql("DROP VIEW enterprise_tax")
+        conn.exec_driver_sql("ALTER TABLE enterprise_tax_rows RENAME TO enterprise_tax")
+    record = queries.run_query(ctx, user="alice", project="fin-lab", sql=SQL, epsilon="0.5")
+    assert sorted(row[0] for row in record.rows) == sorted(GRADES)
     assert_consistent(ctx)
