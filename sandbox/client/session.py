@@ -250,7 +250,8 @@ class Sandbox:
 
         Given a file, a DataFrame or a DP release, this is a dry run **before** submitting:
         the gateway runs the checks ``sb.export`` would run, with your project's context
-        (its DP releases, the datasets' tiers and thresholds), and stores nothing. ``.attrs``
+        (its DP releases, the datasets' tiers and thresholds), and stores no file (the audit log
+        records the check: hash and verdicts, not the contents). ``.attrs``
         holds the overall ``verdict`` and the ``outcome`` a submission would get (rejected,
         approved, under_review). Given an export id (an int), the checks of that request,
         with its ``status`` in ``.attrs``.

@@ -87,6 +87,12 @@ register_kind(
     "File refused at the export gate's intake (type, size, encoding).",
     required=("project",),
 )
+register_kind(
+    "export.dry_run",
+    1,
+    "A file checked without submitting it (POST exports/check): hash, size and verdicts, no contents.",
+    required=("project", "sha256", "verdict"),
+)
 register_kind("export.downloaded", 1, "Released export file handed out again.", required=("export_id",))
 register_kind("export.withdrawn", 1, "Export request withdrawn.", required=("export_id",))
 
@@ -350,21 +356,26 @@ def _readable_request(session: Session, user: str, export_id: int) -> ExportRequ
 
 
 def _audit_refusal(
-    ctx: ExportContext, user: str, project: str, filename: str, data: bytes, err: SandboxError
+    ctx: ExportContext,
+    user: str,
+    project: str,
+    filename: str,
+    data: bytes,
+    err: SandboxError,
+    *,
+    dry_run: bool = False,
 ) -> None:
+    payload: dict[str, Any] = {
+        "project": project,
+        "sha256": sha256_hex(data),
+        "size": len(data),
+        "extension": PurePath(filename).suffix.lower()[:16],
+        "code": err.code,
+    }
+    if dry_run:
+        payload["dry_run"] = True
     with session_scope(ctx.control_engine, immediate=True) as session:
-        audit_append(
-            session,
-            "export.refused",
-            user,
-            {
-                "project": project,
-                "sha256": sha256_hex(data),
-                "size": len(data),
-                "extension": PurePath(filename).suffix.lower()[:16],
-                "code": err.code,
-            },
-        )
+        audit_append(session, "export.refused", user, payload)
 
 
 # ---------------------------------------------------------------- checks in context
@@ -483,14 +494,38 @@ def dry_run(
     data: bytes,
     datasets: Sequence[str] | None = None,
 ) -> Assessment:
-    """Run the checks :func:`submit` would run, with the same context, and store nothing.
+    """Run the checks :func:`submit` would run, with the same context, and store no file.
 
-    Nothing goes to the quarantine, the export table or the audit log; an unusable file
-    raises the same ``ExportRejected`` as at submission. The same people may ask.
+    Nothing goes to the quarantine or the export table. The audit log gets one
+    ``export.dry_run`` entry (hash, size, extension, verdicts and outcome: never the contents),
+    so repeated probing of the gate is visible to supervisors; an unusable file raises the same
+    ``ExportRejected`` as at submission and is audited as ``export.refused`` with
+    ``dry_run: true``. The same people may ask.
     """
     name = _filename(filename)
     check_ctx, lineage = _check_context(ctx, user=user, project=project, datasets=datasets)
-    return _assess(ctx, check_ctx, lineage, name, data)
+    try:
+        found = _assess(ctx, check_ctx, lineage, name, data)
+    except ExportRejected as err:
+        _audit_refusal(ctx, user, project, name, data, err, dry_run=True)
+        raise
+    with session_scope(ctx.control_engine, immediate=True) as session:
+        audit_append(
+            session,
+            "export.dry_run",
+            user,
+            {
+                "project": project,
+                "sha256": found.sha256,
+                "size": found.size,
+                "extension": PurePath(name).suffix.lower()[:16],
+                "datasets": lineage,
+                "verdict": found.verdict.value,
+                "outcome": found.outcome.value,
+                "verdicts": {r.name: r.verdict.value for r in found.checks},
+            },
+        )
+    return found
 
 
 # ---------------------------------------------------------------- submit

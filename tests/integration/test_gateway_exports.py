@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,7 +160,7 @@ def _download(gw: tg.Gateway, env: tg.SandboxEnv, export_id: int, user: str = "a
 # --------------------------------------------------------------------------- dry run
 
 
-def test_dry_run_gives_the_checks_of_a_submission_and_stores_nothing(
+def test_dry_run_gives_the_checks_of_a_submission_and_stores_no_file(
     gw: tg.Gateway, env: tg.SandboxEnv, tax: dict[str, Any]
 ) -> None:
     gw.request("GET", "whoami", env.headers("alice"))  # the first sight of a token is audited (login)
@@ -178,7 +179,20 @@ def test_dry_run_gives_the_checks_of_a_submission_and_stores_nothing(
     assert _verdicts(bad.json()["checks"], "name")["identifiers"] == "fail"
     assert RESIDENT_ID not in bad.text  # reasons mask identifiers
     tg._error(_dry_run(gw, env, "tool.exe", b"MZ\x90\x00", None), 400, "export_invalid")
-    assert _stored(env) == before  # no quarantine file, no request, no audit entry
+    files, exports, audit = _stored(env)
+    assert (files, exports) == before[:2]  # no quarantine file, no request
+    assert audit == before[2] + 3  # but each dry run is in the audit log, without contents
+    with session_scope(env.ctx.control_engine) as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(3)))
+    refused, rejected, passed = (e.payload() for e in entries)
+    assert [e.kind for e in entries] == ["export.refused", "export.dry_run", "export.dry_run"]
+    assert all(e.actor == "alice" for e in entries)
+    assert passed["sha256"] == body["sha256"] and passed["verdict"] == "pass"
+    assert passed["outcome"] == "under_review" and passed["verdicts"]["provenance"] == "pass"
+    assert passed["datasets"] == ["enterprise_tax"] and passed["extension"] == ".csv"
+    assert rejected["verdict"] == "fail" and rejected["verdicts"]["identifiers"] == "fail"
+    assert refused["dry_run"] is True and refused["code"] == "export_invalid"
+    assert RESIDENT_ID not in json.dumps([passed, rejected, refused])
 
     submitted = _submit(gw, env, f"release-{tax['release_id']}.csv", _csv(tax), ["enterprise_tax"])
     assert submitted["checks"] == [

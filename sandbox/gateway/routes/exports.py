@@ -2,8 +2,9 @@
 
 A submitted file goes to quarantine (stored by content hash), through the automatic checks,
 then to the stewards (``sandbox.export.service``). ``POST exports/check`` runs the same checks
-and stores nothing. The caller sees only requests they may read; only the requester and the
-project's members download, and only approved or released files.
+and stores no file (only an ``export.dry_run`` audit entry). The caller sees only requests
+they may read; only the requester and the project's members download, and only approved or
+released files.
 """
 
 from __future__ import annotations
