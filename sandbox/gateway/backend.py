@@ -23,9 +23,10 @@ from sandbox.access.errors import InvalidRequest
 from sandbox.access.rules import check_account_active
 from sandbox.audit.events import register_kind
 from sandbox.audit.store import append as audit_append
+from sandbox.catalog.deadline import statement_deadline
 from sandbox.catalog.warehouse import warehouse_tables
 from sandbox.control.db import session_scope
-from sandbox.errors import AccessDenied, AccountInactive, NotFound
+from sandbox.errors import AccessDenied, AccountInactive, NotFound, QueryTimeout
 from sandbox.export import service as export_service
 from sandbox.export.quarantine import QuarantineStore
 from sandbox.gateway import models as wire
@@ -255,9 +256,20 @@ def open_rows(ctx: Any, account: Account, dataset_id: str, offset: int, limit: i
     table = _tables(ctx)[dataset_id]
     columns = [table.c[name] for name in ds.column_names]
     statement = select(*columns).order_by(*columns).offset(offset).limit(limit + 1)
+    seconds = ctx.settings.query_timeout
     with ctx.warehouse_engine.connect() as conn:
         try:
-            fetched = [list(r) for r in conn.execute(statement).all()]
+            with statement_deadline(conn, seconds) as deadline:
+                try:
+                    fetched = [list(r) for r in conn.execute(statement).all()]
+                except DBAPIError as err:
+                    if deadline.expired(err):
+                        raise QueryTimeout(
+                            f"Reading rows {offset}..{offset + limit} of {dataset_id!r} took longer "
+                            f"than the warehouse limit of {seconds:g} s and was stopped.",
+                            hint="Ask for an earlier page or fewer rows (limit); deep offsets are slow.",
+                        ) from None
+                    raise
         except DBAPIError:
             conn.rollback()
             if inspect(conn).has_table(dataset_id):

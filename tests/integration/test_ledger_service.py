@@ -485,6 +485,7 @@ def _slow_down(ctx: ServiceContext) -> None:
         )
 
 
+@pytest.mark.timeout(60, method="thread")  # were the deadline broken, the scan would run for hours
 def test_a_statement_past_the_query_timeout_is_stopped_and_keeps_its_charge(ctx: ServiceContext) -> None:
     ctx.settings = dataclasses.replace(ctx.settings, query_timeout=0.5)
     _slow_down(ctx)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -36,6 +37,11 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     return made
 
 
+# Were the deadline broken, these statements would run for hours: fail the run loudly instead.
+NO_HANG = pytest.mark.timeout(60, method="thread")
+
+
+@NO_HANG
 def test_a_slow_statement_is_stopped_at_the_deadline(engine: Engine) -> None:
     with engine.connect() as conn:
         started = time.monotonic()
@@ -92,3 +98,42 @@ def test_query_timeout_setting(monkeypatch: pytest.MonkeyPatch) -> None:
             Settings()
         assert "SANDBOX_QUERY_TIMEOUT" in info.value.message and "600" in info.value.message
         assert "default of 300 s" in info.value.hint
+
+
+@NO_HANG
+def test_open_rows_past_the_deadline_answer_query_timeout(tmp_path: Path) -> None:
+    """The open-data row pages (GET datasets/{id}/rows) run under the same deadline."""
+    from sandbox.catalog.warehouse import dataset_table
+    from sandbox.control.db import migrate
+    from sandbox.errors import QueryTimeout
+    from sandbox.gateway import backend
+    from sandbox.services.queries import ServiceContext
+
+    settings = Settings(
+        data_dir=tmp_path,
+        warehouse_url_override=f"sqlite:///{tmp_path / 'w.sqlite'}",
+        control_db_url_override=f"sqlite:///{tmp_path / 'c.sqlite'}",
+        query_timeout=0.5,
+    )
+    migrate(settings.control_db_url)
+    ctx = ServiceContext.from_settings(settings)
+    try:
+        # ``venues`` (open tier) as a real but slow view: one row repeated 10^10 times
+        columns = [c.name for c in dataset_table(ctx.catalog.dataset("venues"), sa.MetaData()).columns]
+        select_list = ", ".join(f"NULL AS {name}" for name in columns)
+        with make_engine(settings.warehouse_url).begin() as conn:
+            conn.exec_driver_sql(
+                f"CREATE VIEW venues AS SELECT {select_list} FROM (WITH RECURSIVE r(i) AS "
+                "(SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 10000000000) SELECT i FROM r)"
+            )
+        account = backend.Account(
+            name="alice", role="researcher", status="approved", organisation=None, projects=()
+        )
+        started = time.monotonic()
+        with pytest.raises(QueryTimeout) as info:
+            backend.open_rows(ctx, account, "venues", offset=0, limit=10)
+        assert time.monotonic() - started < 10
+        assert info.value.code == "query_timeout" and "0.5 s" in info.value.message
+        assert "venues" in info.value.message and "limit" in info.value.hint
+    finally:
+        ctx.close()
