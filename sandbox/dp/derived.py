@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable, DropTable
 
 from sandbox.catalog.warehouse import META_TABLE, RANK_COLUMN, dataset_table, meta_table
-from sandbox.policy.models import Dataset
+from sandbox.policy.models import CUBE_MAX_CELLS, Dataset
 
 from .layout import (
     CUBE_ROWS,
@@ -49,23 +49,50 @@ __all__ = [
     "read_layout",
 ]
 
-#: Largest product of (domain size + 1) over the cube's dimensions (the +1: NULL or other values).
-CUBE_MAX_CELLS = 50_000
 #: The cube is kept only when it has at most this fraction of the bounded table's rows.
 CUBE_MIN_REDUCTION = 0.1
 
 
+def _cells(dataset: Dataset, name: str) -> int:
+    """Rows a dimension can contribute to the cube: its domain's size + 1 (NULL or other values)."""
+    return len(key_values(dataset, dataset.column(name), False, "GROUP BY")) + 1
+
+
 def cube_dimensions(dataset: Dataset) -> tuple[str, ...]:
-    """Public-domain columns, in policy order, while the product of their domain sizes (+1 each)
-    stays within :data:`CUBE_MAX_CELLS`; a column that would exceed it is skipped."""
+    """The cube's dimensions: the policy's ``cube_dimensions`` verbatim when set (``()``: no
+    cube); otherwise the public-domain columns, in policy order, while the product of their
+    domain sizes (+1 each) stays within :data:`CUBE_MAX_CELLS` (a column that would exceed it is
+    skipped).
+
+    ``sandbox policy check`` refuses an invalid list; a dataset built without the loader gets a
+    ``ValueError`` here, naming the dataset, the field and the column."""
+    if dataset.cube_dimensions is not None:
+        return _checked_dimensions(dataset, tuple(dataset.cube_dimensions))
     dims: list[str] = []
     cells = 1
     for name in dimension_candidates(dataset):
-        size = len(key_values(dataset, dataset.column(name), False, "GROUP BY")) + 1
+        size = _cells(dataset, name)
         if cells * size <= CUBE_MAX_CELLS:
             dims.append(name)
             cells *= size
     return tuple(dims)
+
+
+def _checked_dimensions(dataset: Dataset, dims: tuple[str, ...]) -> tuple[str, ...]:
+    candidates = dimension_candidates(dataset)
+    where = f"dataset {dataset.id!r}: cube_dimensions"
+    for i, name in enumerate(dims):
+        if name in dims[:i]:
+            raise ValueError(f"{where}: {name!r} is listed twice")
+        if name not in candidates:
+            raise ValueError(
+                f"{where}: {name!r} is not a column with a public domain (and not an identifier); "
+                f"candidates: {', '.join(candidates) or '(none)'}"
+            )
+    cells = math.prod(_cells(dataset, name) for name in dims)
+    if cells > CUBE_MAX_CELLS:
+        raise ValueError(f"{where}: the cube has up to {cells:,} cells, above {CUBE_MAX_CELLS:,}")
+    return dims
 
 
 def drop_derived(conn: sa.Connection, dataset: Dataset) -> None:

@@ -9,7 +9,8 @@ Two tables per dataset with a privacy unit, built at ingest inside the warehouse
     clamped fixed-point integer ``_fx_<c>`` (the same SQL expression the planner uses on the raw
     table, evaluated once). A query on it needs no rank filter and no per-row ``CASE``.
 ``_dp_<dataset>_cube``
-    the bounded rows grouped by the dataset's *cube dimensions* (public-domain columns, see
+    the bounded rows grouped by the dataset's *cube dimensions* (the policy's
+    ``cube_dimensions``, else public-domain columns in policy order, see
     :func:`sandbox.dp.derived.cube_dimensions`), with ``_n_rows = COUNT(*)`` and, per bounded
     numeric column, ``_s_<c> = SUM(_fx_<c>)`` and ``_n_<c> = COUNT(_fx_<c>)``. A query whose keys
     and filters use only cube dimensions and whose statistics are counts, sums and means sums
@@ -111,8 +112,10 @@ def _kept_columns(dataset: Dataset) -> list[str]:
 
 
 def fingerprint(dataset: Dataset) -> str:
-    """SHA-256 of everything the derived tables depend on: layout version, unit, k, and each
-    column's name, type, nullability, role, bounds, precision and domain."""
+    """SHA-256 of everything the derived tables depend on: layout version, unit, k, each
+    column's name, type, nullability, role, bounds, precision and domain, and the policy's
+    ``cube_dimensions`` when set (left out when absent, so the greedy default keeps the
+    fingerprints of tables built before the field existed)."""
     body: dict[str, Any] = {
         "version": LAYOUT_VERSION,
         "dataset": dataset.id,
@@ -131,6 +134,8 @@ def fingerprint(dataset: Dataset) -> str:
             for c in dataset.columns
         ],
     }
+    if dataset.cube_dimensions is not None:
+        body["cube_dimensions"] = list(dataset.cube_dimensions)
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -73,6 +73,10 @@ class Mechanism(StrEnum):
 
 
 NUMERIC_TYPES = frozenset({ColumnType.INTEGER, ColumnType.FLOAT})
+#: Largest product of (domain size + 1) over a derived cube's dimensions (the +1: NULL or values
+#: outside the domain, which the cube keeps as rows of their own). ``sandbox.dp.derived`` builds
+#: cubes within it; ``sandbox.policy.rules`` refuses a ``cube_dimensions`` list above it.
+CUBE_MAX_CELLS = 50_000
 DomainValue = str | int | bool
 
 
@@ -221,6 +225,17 @@ class Dataset(_Model):
         description=(
             "Optional time window: every DP query must restrict this date/timestamp column to at "
             "most max_days calendar days (the per-query window the contribution bound assumes)."
+        ),
+    )
+    cube_dimensions: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] | None = Field(
+        default=None,
+        description=(
+            "Optional dimensions, in order, of the derived count/sum cube the DP engine answers "
+            "counts, sums and means from (docs/dp.md, 'Derived tables'): columns with a public "
+            "domain (or boolean), no identifier, no repeats, at most "
+            f"{CUBE_MAX_CELLS:,} cells (the product of each domain size + 1). An empty list builds "
+            "no cube; absent: public-domain columns in policy order within that limit. Only with "
+            "privacy_unit."
         ),
     )
     columns: list[Column] = Field(min_length=1, description="Every column of the table.")

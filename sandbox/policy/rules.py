@@ -11,11 +11,14 @@ type is skipped here: pydantic already reports it.
 from __future__ import annotations
 
 import itertools
+import math
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from sandbox.policy.models import CUBE_MAX_CELLS
 
 # PIPL Art. 28 sensitive personal information categories (SR-02).
 PI_CATEGORIES = frozenset(
@@ -30,6 +33,8 @@ CITATION_FIELDS = frozenset({"dataset", "provider", "date", "release"})
 NUMERIC = frozenset({"integer", "float"})
 TEMPORAL = frozenset({"date", "timestamp"})
 COLUMN_TYPES = frozenset({"string", "category", "boolean", *NUMERIC, *TEMPORAL})
+# Types whose columns may declare a domain of their own (and so become grouping keys).
+_DOMAIN_TYPES = frozenset({"string", "category", "integer", "boolean"})
 # Types a join key may have on both sides.
 _KEY_FAMILY = {
     "string": "text",
@@ -214,6 +219,7 @@ def check_dataset(raw: Mapping[str, Any], file_stem: str, ctx: Context) -> list[
 
     out.extend(_check_privacy_unit(raw, tier, names, columns))
     out.extend(_check_query_window(raw, names, columns))
+    out.extend(_check_cube_dimensions(raw, names, columns, ctx))
     out.extend(_check_budget_order(("budgets",), _map(raw.get("budgets"))))
     for i, col in enumerate(columns):
         out.extend(_check_column(("columns", i), col, ctx))
@@ -273,6 +279,89 @@ def _check_query_window(
         )
     if col.get("role") == "identifier" or column == raw.get("privacy_unit"):
         yield Finding(path, f"{column!r} is an identifier column, which queries cannot filter on")
+
+
+def _domain_size(col: Mapping[str, Any], ctx: Context) -> int | None:
+    """Values in a column's public domain as a grouping key (a boolean without one: 2), or None
+    when it has none. The same condition as the DP engine's cube dimension candidates."""
+    domain = col.get("domain")
+    if isinstance(domain, str) and domain.startswith("@"):
+        values = ctx.domains.get(domain[1:])
+        return len(values) if values else None
+    if isinstance(domain, list):
+        return len(domain) or None
+    if domain is None and col.get("type") == "boolean":
+        return 2
+    return None
+
+
+def _check_cube_dimensions(
+    raw: Mapping[str, Any], names: Mapping[str, int], columns: list[Mapping[str, Any]], ctx: Context
+) -> Iterator[Finding]:
+    """Each cube dimension is a column with a public domain, not an identifier, listed once; the
+    cube over them has at most ``CUBE_MAX_CELLS`` cells (each domain size + 1, for NULL or other)."""
+    dims = raw.get("cube_dimensions")
+    if not isinstance(dims, list):
+        return  # absent (the greedy default), or the wrong type (pydantic reports it)
+    unit = raw.get("privacy_unit")
+    if unit is None:
+        yield Finding(
+            ("cube_dimensions",),
+            "set only together with privacy_unit (derived tables exist for DP datasets only)",
+        )
+        return
+    candidates = [
+        str(c.get("name"))
+        for c in columns
+        if c.get("role") != "identifier" and c.get("name") != unit and _domain_size(c, ctx) is not None
+    ]
+    hint = f"columns that can be dimensions: {_fmt(candidates) or '(none)'}"
+    seen: dict[str, int] = {}
+    sizes: list[tuple[str, int]] = []
+    valid = True
+    for i, name in enumerate(dims):
+        if not isinstance(name, str):
+            valid = False
+            continue  # pydantic reports it
+        path = ("cube_dimensions", i)
+        if name in seen:
+            yield Finding(path, f"{name!r} is listed twice (also cube_dimensions.{seen[name]}); remove one")
+            valid = False
+            continue
+        seen[name] = i
+        if name not in names:
+            yield Finding(path, f"{name!r} is not a column of this dataset; {hint}")
+            valid = False
+            continue
+        col = columns[names[name]]
+        if col.get("role") == "identifier" or name == unit:
+            what = "the privacy unit" if name == unit else "an identifier column"
+            yield Finding(path, f"{name!r} is {what}, which can never be a grouping key; {hint}")
+            valid = False
+            continue
+        size = _domain_size(col, ctx)
+        if size is None:
+            valid = False
+            if col.get("domain") is not None:
+                continue  # an empty or unknown domain: the column's own check reports it
+            ctype = col.get("type")
+            fix = "give the column a domain or leave it out" if ctype in _DOMAIN_TYPES else "leave it out"
+            yield Finding(
+                path, f"{name!r} has no public domain, so it cannot be a cube dimension; {fix}; {hint}"
+            )
+            continue
+        sizes.append((name, size))
+    if not valid:
+        return
+    cells = math.prod(size + 1 for _, size in sizes)
+    if cells > CUBE_MAX_CELLS:
+        yield Finding(
+            ("cube_dimensions",),
+            f"the cube over {_fmt(n for n, _ in sizes)} has up to {cells:,} cells "
+            f"({' × '.join(str(size + 1) for _, size in sizes)}: each domain's size + 1 for NULL or "
+            f"values outside it), above the limit of {CUBE_MAX_CELLS:,}; drop a dimension, choose "
+            "columns with smaller domains, or write [] for no cube",
+        )
 
 
 def _check_column(path: Path, col: Mapping[str, Any], ctx: Context) -> Iterator[Finding]:
