@@ -186,6 +186,18 @@ def test_one_restricted_dataset_uses_the_gaussian_mechanism(catalog: Catalog) ->
     assert catalog.dataset("transit_trips").tier is Tier.RESTRICTED
 
 
+def test_cube_dimensions_are_set_where_the_default_misses_what_researchers_group_by(
+    catalog: Catalog,
+) -> None:
+    chosen = {ds.id: ds.cube_dimensions for ds in catalog.datasets.values() if ds.cube_dimensions is not None}
+    assert chosen == {
+        "road_accidents": ["severity", "hour", "district_code"],
+        "outpatient_visits": ["dept", "visit_type", "insurance", "icd10_chapter"],
+        "hotel_stays": ["origin_region", "hotel_class", "id_doc_type"],
+    }
+    assert all(catalog.dataset(ds_id).privacy_unit for ds_id in chosen)
+
+
 def test_non_open_datasets_publish_conditions_and_pi_categories_apply(catalog: Catalog) -> None:
     for ds in catalog.datasets.values():
         if ds.tier is not Tier.OPEN:
