@@ -305,6 +305,61 @@ SINGLE_FAULTS = {
         "query_window",
         "only together with privacy_unit",
     ),
+    "cube dimension not a column": (
+        "road_accidents.yaml",
+        _set("cube_dimensions", ["severity", "hours"]),
+        "cube_dimensions.1",
+        "'hours' is not a column of this dataset; columns that can be dimensions: hour, district_code",
+    ),
+    "cube dimension without a public domain": (
+        "road_accidents.yaml",
+        _set("cube_dimensions", ["severity", "injured"]),
+        "cube_dimensions.1",
+        "'injured' has no public domain, so it cannot be a cube dimension; give the column a domain",
+    ),
+    "cube dimension on a date": (
+        "road_accidents.yaml",
+        _set("cube_dimensions", ["date"]),
+        "cube_dimensions.0",
+        "'date' has no public domain, so it cannot be a cube dimension; leave it out;",
+    ),
+    "cube dimension is the privacy unit": (
+        "road_accidents.yaml",
+        _set("cube_dimensions", ["hour", "accident_id"]),
+        "cube_dimensions.1",
+        "'accident_id' is the privacy unit, which can never be a grouping key",
+    ),
+    "cube dimension is an identifier": (
+        "road_accidents.yaml",
+        _col_set("severity", "role", "identifier"),
+        "cube_dimensions.0",
+        "'severity' is an identifier column, which can never be a grouping key",
+    ),
+    "cube dimension listed twice": (
+        "road_accidents.yaml",
+        _set("cube_dimensions", ["hour", "severity", "hour"]),
+        "cube_dimensions.2",
+        "'hour' is listed twice (also cube_dimensions.0)",
+    ),
+    "cube above the cell limit": (
+        "road_accidents.yaml",
+        _set("cube_dimensions", ["hour", "district_code", "road_class", "weather", "severity"]),
+        "cube_dimensions",
+        "has up to 76,500 cells (25 × 17 × 6 × 6 × 5: each domain's size + 1 for NULL or values outside "
+        "it), above the limit of 50,000; drop a dimension",
+    ),
+    "cube dimensions not a list": (
+        "road_accidents.yaml",
+        _set("cube_dimensions", "hour"),
+        "cube_dimensions",
+        "valid list",
+    ),
+    "cube dimensions without privacy unit": (
+        "venues.yaml",
+        _set("cube_dimensions", ["district_code"]),
+        "cube_dimensions",
+        "set only together with privacy_unit",
+    ),
     "unknown citation placeholder": (
         "platform.yaml",
         lambda d: d.__setitem__("citation", d["citation"] + "{user}"),
@@ -405,3 +460,43 @@ def test_problems_in_several_files_are_grouped_by_file(policies: Path) -> None:
     files = [p.file for p in problems]
     assert sorted(set(files), key=files.index) == ["platform.yaml", "enterprise_tax.yaml", "venues.yaml"]
     assert len(problems) == 3, rendered(problems)  # an invalid value is reported once, by the model
+
+
+def test_cube_dimensions_rules_name_the_dataset_field_and_column(policies: Path) -> None:
+    edit(policies, "road_accidents.yaml", _set("cube_dimensions", ["severity", "injured"]))
+    assert rendered(check_policies(policies)) == [
+        "road_accidents.yaml: cube_dimensions.1: 'injured' has no public domain, so it cannot be a cube "
+        "dimension; give the column a domain or leave it out; columns that can be dimensions: hour, "
+        "district_code, road_class, weather, severity, vehicles, primary_party (line 23)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("file", "dims"),
+    [
+        ("road_accidents.yaml", []),  # no cube
+        ("penalties.yaml", ["closed"]),  # a boolean without a domain (False, True)
+        ("outpatient_visits.yaml", ["residence_district", "sex"]),  # shared domains ('@name')
+        ("road_accidents.yaml", ["hour", "district_code", "road_class", "weather"]),  # 15,300 cells
+    ],
+)
+def test_valid_cube_dimensions_pass(policies: Path, file: str, dims: list[str]) -> None:
+    edit(policies, file, _set("cube_dimensions", dims))
+    assert check_policies(policies) == []
+
+
+@pytest.mark.parametrize(("values", "ok"), [(49_999, True), (50_000, False)])
+def test_cube_cell_limit_counts_each_domain_plus_one(policies: Path, values: int, ok: bool) -> None:
+    """A domain of 49,999 values makes 50,000 cells with the NULL/other slot: at the limit."""
+
+    def change(d: dict[str, Any]) -> None:
+        col(d, "weather")["domain"] = [f"w{i}" for i in range(values)]
+        d["cube_dimensions"] = ["weather"]
+
+    edit(policies, "road_accidents.yaml", change)
+    problems = rendered(check_policies(policies))
+    if ok:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and "up to 50,001 cells" in problems[0], problems
+        assert problems[0].startswith("road_accidents.yaml: cube_dimensions: the cube over weather")
