@@ -1,6 +1,8 @@
 """Derived DP tables (bounded rows, count/sum cube) give exactly the integers of the raw-table
 statement and of an independent Python reference, on DuckDB, SQLite and PostgreSQL; stale ones
-are never used; the service falls back to the raw table when a derived one is gone."""
+are never used; the service falls back to the raw table when a derived one is gone. A policy's
+``cube_dimensions`` is the cube verbatim (``[]``: no cube; absent: the greedy choice), and changing
+it makes the tables stale until ``sandbox warehouse prepare`` rebuilds them."""
 
 from __future__ import annotations
 
@@ -360,3 +362,175 @@ def test_a_failed_derivation_keeps_the_previous_table(
             "current"
         ]
     engine.dispose()
+
+
+# --------------------------------------------------------------------------- policy cube_dimensions
+EXPLICIT_DIMS = ("zone", "region")  # not in policy order, and leaving year and flag out
+
+
+def with_toy(catalog: Catalog, **update: Any) -> tuple[Catalog, Dataset]:
+    toy = Dataset.model_validate({**TOY, **update})
+    return dataclasses.replace(catalog, datasets={**catalog.datasets, "toy": toy}), toy
+
+
+def table_columns(conn: sa.Connection, name: str) -> list[str]:
+    """Column names as the warehouse returns them (duckdb_engine cannot reflect columns)."""
+    return list(conn.execute(sa.select(sa.text("*")).select_from(sa.table(name)).limit(0)).keys())
+
+
+def check_explicit_and_empty_cubes(catalog: Catalog, engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
+    """On one warehouse: ``cube_dimensions: [zone, region]`` builds exactly that cube; ``[]``
+    builds none, and every query then scans the bounded table for the reference's integers."""
+    explicit, toy = with_toy(catalog, cube_dimensions=list(EXPLICIT_DIMS))
+    load(engine, toy, rows)
+    info = derive(engine, toy)
+    assert info.cube_dimensions == EXPLICIT_DIMS
+    with engine.connect() as conn:
+        columns = table_columns(conn, cube_table_name("toy"))
+        recorded = layout_status(conn, {"toy": toy})
+    assert columns[:3] == ["zone", "region", "_n_rows"] and "year" not in columns and "flag" not in columns
+    assert recorded[0]["state"] == "current" and recorded[0]["cube_dimensions"] == list(EXPLICIT_DIMS)
+    for sql, cube in [
+        ("SELECT region, COUNT(*), AVG(amount) FROM toy WHERE zone = 'x' GROUP BY region", True),
+        ("SELECT zone, region, SUM(visits) FROM toy WHERE NOT (region IS NULL) GROUP BY zone, region", True),
+        ("SELECT year, COUNT(*) FROM toy GROUP BY year", False),  # greedy would have put year in
+        ("SELECT region, COUNT(*) FROM toy WHERE flag GROUP BY region", False),
+    ]:
+        check_query(sql, cube, explicit, engine, info, rows)
+
+    empty, toy = with_toy(catalog, cube_dimensions=[])
+    info = derive(engine, toy)
+    assert info.cube_dimensions is None and info.cube_rows is None
+    assert info.bounded_rows == sum(1 for r in rows if r["_rank"] <= TOY["max_rows_per_unit"])
+    with engine.connect() as conn:
+        assert not sa.inspect(conn).has_table(cube_table_name("toy"))
+        assert sa.inspect(conn).has_table(bounded_table_name("toy"))
+        assert [(s["state"], s["cube_dimensions"]) for s in layout_status(conn, {"toy": toy})] == [
+            ("current", None)
+        ]
+    for sql, _cube in SEEDED:  # same integers as the reference, and as the greedy cube gave them
+        check_query(sql, False, empty, engine, info, rows)
+
+
+@pytest.mark.parametrize("engine_name", ["duckdb", "sqlite"])
+def test_policy_cube_dimensions_are_used_verbatim_and_an_empty_list_builds_no_cube(
+    engine_name: str, catalog: Catalog, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    suffix = "duckdb" if engine_name == "duckdb" else "sqlite"
+    engine = make_engine(f"{engine_name}:///{tmp_path / f'w.{suffix}'}")
+    try:
+        check_explicit_and_empty_cubes(catalog, engine, rows)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_policy_cube_dimensions_on_postgres(
+    catalog: Catalog, rows: list[dict[str, Any]], pg_database_url: str
+) -> None:
+    engine = make_engine(pg_database_url)
+    try:
+        check_explicit_and_empty_cubes(catalog, engine, rows)
+    finally:
+        engine.dispose()
+
+
+def test_without_cube_dimensions_the_greedy_cube_is_built(
+    catalog: Catalog, engines: dict[str, tuple[sa.Engine, DerivedInfo]]
+) -> None:
+    assert "cube_dimensions" not in TOY and catalog.dataset("toy").cube_dimensions is None
+    for _engine, info in engines.values():
+        assert info.cube_dimensions == CUBE_DIMS == cube_dimensions(catalog.dataset("toy"))
+
+
+def _bench_sql() -> str:
+    """The DP query of bench/dp_queries.py (grouped count + mean over 16 districts of taxi_trips)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dp_queries_bench", ROOT / "bench" / "dp_queries.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.DP_SQL)
+
+
+def test_changed_cube_dimensions_make_the_tables_stale_and_prepare_rebuilds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import shutil
+
+    import yaml
+
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        out = runner.invoke(app, [*args, "--warehouse", url, "--json"])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    def taxi_status() -> dict[str, Any]:
+        return {d["dataset"]: d for d in run("warehouse", "status")["datasets"]}["taxi_trips"]
+
+    def cube_columns() -> list[str] | None:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                if not sa.inspect(conn).has_table(cube_table_name("taxi_trips")):
+                    return None
+                return table_columns(conn, cube_table_name("taxi_trips"))
+        finally:
+            engine.dispose()
+
+    def source_of(sql: str, policies: Path) -> str:
+        catalog = load_policies(policies)
+        cq = compile_query(parse_sql(sql, catalog), catalog, Decimal("1"))
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                layout = read_layout(conn, catalog.datasets)
+        finally:
+            engine.dispose()
+        return cq.plan.statement_on(layout.get("taxi_trips"))[0]
+
+    # 20,000 rows: the greedy cube (at most 768 groups) keeps within a tenth of the bounded rows
+    run("synth", "--scale", "20000", "--datasets", "taxi_trips")
+    status = taxi_status()
+    assert status["state"] == "current"
+    assert status["cube_dimensions"] == ["pickup_district", "dropoff_district", "payment"]
+    bench = _bench_sql()
+    assert source_of(bench, ROOT / "policies") == "cube"  # the benchmark's query hits the cube
+
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    monkeypatch.setenv("SANDBOX_POLICY_DIR", str(policies))
+    taxi_file = policies / "taxi_trips.yaml"
+
+    def set_dims(dims: list[str]) -> None:
+        data = yaml.safe_load(taxi_file.read_text(encoding="utf-8"))
+        data["cube_dimensions"] = dims
+        taxi_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    set_dims(["payment", "pickup_district"])
+    assert taxi_status()["state"] == "stale_policy"
+    assert source_of(bench, policies) == "raw"  # stale tables are never read
+    prepared = run("warehouse", "prepare")["prepared"]
+    assert [(p["dataset"], p["cube_dimensions"]) for p in prepared] == [
+        ("taxi_trips", ["payment", "pickup_district"])
+    ]
+    status = taxi_status()
+    assert status["state"] == "current" and status["cube_dimensions"] == ["payment", "pickup_district"]
+    assert status["cube_rows"] is not None and 0 < status["cube_rows"] <= 3 * 16 + 3 + 16 + 1
+    assert (cube_columns() or [])[:3] == ["payment", "pickup_district", "_n_rows"]
+    assert source_of(bench, policies) == "cube"
+    assert source_of("SELECT dropoff_district, COUNT(*) FROM taxi_trips GROUP BY 1", policies) == "bounded"
+
+    set_dims([])
+    assert taxi_status()["state"] == "stale_policy"
+    prepared = run("warehouse", "prepare")["prepared"]
+    assert [(p["dataset"], p["cube_dimensions"], p["cube_rows"]) for p in prepared] == [
+        ("taxi_trips", [], None)
+    ]
+    assert taxi_status()["state"] == "current" and cube_columns() is None
+    assert source_of(bench, policies) == "bounded"
