@@ -49,6 +49,11 @@ DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("carol", UserRole.STEWARD, "Tax bureau", department="tax_bureau"),
     DemoUser("dave", UserRole.STEWARD, "Health commission", department="health_commission"),
     DemoUser("erin", UserRole.AUDITOR, "Supervisor (市政府办公厅)"),
+    # The expert committee (专家委员会, SR-37): three members, so that one can raise a matter and
+    # the other two still make the quorum (sandbox.governance.committee_rules.QUORUM = 2).
+    DemoUser("kai", UserRole.EXPERT, "Expert committee: university (data law)"),
+    DemoUser("lin", UserRole.EXPERT, "Expert committee: research institute (privacy engineering)"),
+    DemoUser("mei", UserRole.EXPERT, "Expert committee: enterprise (information security)"),
 )
 
 DEMO_PROJECTS: tuple[DemoProject, ...] = (

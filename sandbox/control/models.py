@@ -1,7 +1,8 @@
 """Control-DB tables (SQLAlchemy 2, typed): users, projects, members, grants, audit log.
 
-The schema is created by the Alembic migration ``0001_foundation``; keep the two in
-step (``tests/integration/test_control_migrations.py`` compares them).
+The schema is created by the Alembic migration ``0001_foundation`` (the ``expert`` role
+of ``users.role`` by ``0006_committee``); keep the two in step
+(``tests/integration/test_control_migrations.py`` compares them).
 
 Times are stored in UTC and always come back timezone-aware (``UTCDateTime``), so
 SQLite and PostgreSQL behave the same. The audit timestamp ``ts`` is text: it is
@@ -40,7 +41,7 @@ NAMING_CONVENTION = {
 
 
 class UserRole(StrEnum):
-    """Roles of DESIGN §1 (same values as ``sandbox.policy.models.Role``)."""
+    """Roles of DESIGN §1 (``sandbox.policy.models.Role``), plus ``expert`` (REQUIREMENTS §4)."""
 
     RESEARCHER = "researcher"
     BANK = "bank"
@@ -48,6 +49,7 @@ class UserRole(StrEnum):
     STEWARD = "steward"
     ADMIN = "admin"
     AUDITOR = "auditor"
+    EXPERT = "expert"  # member of the expert committee (专家委员会, SR-37)
 
 
 class UserStatus(StrEnum):

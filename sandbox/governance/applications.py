@@ -21,6 +21,10 @@ Rules
     * A renewal (``renews=<agreement id>``) keeps the purpose and scenario word for word: a
       change of purpose needs a new application (SR-23). A renewal is refused while the
       project's usage report is overdue (SR-29).
+    * High-risk cases go to the expert committee (SR-12, SR-37): every restricted (非开放)
+      dataset of an application is referred on submission, and no steward approves a dataset
+      referred to the committee until it gave a favourable opinion
+      (``sandbox.governance.committee``). Refusing needs no opinion.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from sandbox.access.errors import InvalidRequest
 from sandbox.audit.store import append
 from sandbox.control.models import Project, UserRole
 from sandbox.errors import AccessDenied, InvalidTransition, NotFound
+from sandbox.governance import committee
 from sandbox.governance.agreements import (
     AgreementRecord,
     agreement_record,
@@ -351,6 +356,7 @@ def submit(
                 "departments": sorted(departments_of(catalog, wanted)),
             },
         )
+        committee.open_for_application(session, catalog, app, user, wanted, now)
         return _record(session, app, now)
 
 
@@ -429,6 +435,7 @@ def decide(
             raise InvalidTransition(
                 f"Application {application_id} has no dataset awaiting department {user.department!r}.",
             )
+        opinions: dict[str, committee.GateResult] = {}
         for item in chosen:
             check_can(user, Action.APPROVE_APPLICATION, _item_resource(item))
             if not _awaits(item, user.department):
@@ -437,6 +444,11 @@ def decide(
                     f"{application_id}.",
                     hint="A steward of each other providing department decides next.",
                 )
+            if approve:  # high-risk: the committee's favourable opinion first (SR-12, SR-37)
+                restricted = catalog.dataset(item.dataset).tier.value == committee.RESTRICTED
+                gate = committee.check_application_gate(session, app.id, item.dataset, restricted=restricted)
+                if gate is not None:
+                    opinions[item.dataset] = gate
         status = ItemStatus.APPROVED if approve else ItemStatus.REFUSED
         for item in chosen:
             assert user.department is not None
@@ -447,6 +459,8 @@ def decide(
                 "reason": reason,
                 "at": now.isoformat(),
             }
+            if item.dataset in opinions:
+                decisions[user.department]["committee"] = opinions[item.dataset].to_dict()
             item.decisions = dump(decisions)
             item.decided_by = user.id
             item.decided_at = now
@@ -484,6 +498,8 @@ def decide(
                 "application_status": app.status,
                 # SR-12: decision time is measured.
                 "hours_since_submission": round((now - app.created_at).total_seconds() / 3600, 2),
+                # the committee items whose favourable opinion this approval relies on
+                **({"committee_items": {d: g.item_id for d, g in opinions.items()}} if opinions else {}),
             },
         )
         if complete and approved:

@@ -13,10 +13,12 @@ our role        matrix column(s)
 ``bank``        bank
 ``enterprise``  enterprise user **and** enterprise as data subject
 ``auditor``     supervisor
+``expert``      expert committee (专家委员会, SR-37)
 ==============  ==================================================
 
-The expert committee has no account role yet (SR-37 is not built); its column is kept
-so the data stays a faithful copy of the matrix.
+The committee's cells are all ◐ *opinion* (or *high-risk*, *escalations*, *advise*, *case
+files*): an expert gives opinions, the provider decides. Its workbench is
+``sandbox.governance.committee``.
 
 A cell has a *mark* (✔ allow, ◐ limited, ✖ deny, ``view``), an optional *scope* (own
 data, own record, own activity, ...) and, for ◐, the *conditions* a request must show
@@ -335,6 +337,7 @@ ROLE_COLUMNS: dict[str, tuple[MatrixRole, ...]] = {
     "bank": (R.BANK,),
     "enterprise": (R.ENTERPRISE_USER, R.ENTERPRISE_SUBJECT),
     "auditor": (R.SUPERVISOR,),
+    "expert": (R.EXPERT_COMMITTEE,),
 }
 
 
@@ -499,8 +502,16 @@ def can(actor: ActorLike, action: Action, resource: Resource = ANYTHING, *, view
 
 
 def scopes(actor: ActorLike, action: Action) -> frozenset[Scope]:
-    """The scopes under which ``actor`` may perform ``action`` (empty: never)."""
-    return frozenset(cell(col, action).scope for col in columns_of(actor.role) if cell(col, action).performs)
+    """The scopes under which ``actor`` may perform ``action`` without conditions (empty: never).
+
+    A cell that needs conditions does not count: the committee's "Read audit logs" is ◐ *case
+    files* (the files of its own items, shown by the committee workbench), not the whole log.
+    """
+    return frozenset(
+        c.scope
+        for c in (cell(col, action) for col in columns_of(actor.role))
+        if c.performs and not c.requires
+    )
 
 
 def check_scopes(actor: ActorLike, action: Action) -> frozenset[Scope]:

@@ -63,11 +63,12 @@ OPERATOR_ROLE: dict[str, Any] = {
     "scopes": ["admin-ui", "list:users", "read:users", "list:groups", "read:groups", "admin:servers"],
 }
 
-GATEWAY_ROLES = frozenset({"researcher", "bank", "steward", "auditor", "admin", "enterprise"})
+GATEWAY_ROLES = frozenset({"researcher", "bank", "steward", "auditor", "admin", "enterprise", "expert"})
 """Registry roles whose users get the gateway scope: all of them (``sandbox.control.models.UserRole``).
 
-Admins and enterprises need it to sign in to the pages (hub OAuth asks for the service's
-access scope); the gateway's registry checks keep them from data they may not have."""
+Admins, enterprises and experts (the committee workbench) need it to sign in to the pages (hub
+OAuth asks for the service's access scope); the gateway's registry checks keep them from data
+they may not have."""
 
 
 class SandboxAuthenticator(Authenticator):  # type: ignore[misc]

@@ -21,7 +21,7 @@ EXPECTED_GRANTS = {
     "fin-lab": {"enterprise_registry", "enterprise_tax", "social_insurance", "penalties", "sme_loans"},
     "mobility-lab": {"transit_stations", "transit_trips", "taxi_trips", "road_accidents"},
 }
-DEMO_USERS = {"admin", "alice", "bob", "frank", "carol", "dave", "erin"}
+DEMO_USERS = {"admin", "alice", "bob", "frank", "carol", "dave", "erin", "kai", "lin", "mei"}
 
 
 def _app() -> typer.Typer:
@@ -82,6 +82,7 @@ def test_init_demo_twice_is_idempotent_and_the_chain_verifies(env: Path) -> None
     assert after_first["members"] == 3  # alice (lead), bob, frank (lead)
     users = after_first["users"]
     assert users["carol"][0] == "steward" and users["erin"][0] == "auditor"  # type: ignore[index]
+    assert {name for name, u in users.items() if u[0] == "expert"} == {"kai", "lin", "mei"}  # type: ignore[attr-defined]
     for _role, _status, password_hash in users.values():  # type: ignore[attr-defined]
         assert password_hash.startswith("$argon2id$")
 

@@ -6,7 +6,7 @@ independently of ``sandbox.governance.permissions``; then every role × action p
 with own and foreign resources, with and without the conditions, row-targeted or not, to do
 or to view, and ``can`` must answer as the matrix says. Matrix columns map to our roles:
 provider→steward, operator→admin, supervisor→auditor, enterprise user and enterprise as
-subject→enterprise (allowed when either column allows); the expert committee has no role.
+subject→enterprise (allowed when either column allows), expert committee→expert.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ OUR_ROLES = {
     UserRole.BANK: (MatrixRole.BANK,),
     UserRole.ENTERPRISE: (MatrixRole.ENTERPRISE_USER, MatrixRole.ENTERPRISE_SUBJECT),
     UserRole.AUDITOR: (MatrixRole.SUPERVISOR,),
+    UserRole.EXPERT: (MatrixRole.EXPERT_COMMITTEE,),
 }
 
 C = Condition
@@ -282,3 +283,13 @@ def test_rendered_matrix_lists_every_action_for_our_roles() -> None:
     for title in P.ACTION_TITLES.values():
         assert re.search(rf"^\| {re.escape(title)} \|", table, re.MULTILINE)
     assert table.splitlines()[0] == "| Action | " + " | ".join(P.ROLE_COLUMNS) + " |"
+
+
+def test_listing_scopes_count_only_unconditional_cells() -> None:
+    """The committee reads "case files" (◐): not the whole audit log through ``check_scopes``."""
+    expert = make_actor(UserRole.EXPERT)
+    assert P.scopes(expert, Action.READ_AUDIT) == frozenset()
+    with pytest.raises(AccessDenied, match="case_file"):
+        P.check_scopes(expert, Action.READ_AUDIT)
+    assert P.check_scopes(make_actor(UserRole.AUDITOR), Action.READ_AUDIT) == {Scope.ANY}
+    assert P.check_scopes(make_actor(UserRole.STEWARD), Action.READ_AUDIT) == {Scope.OWN_DATA}
