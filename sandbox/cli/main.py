@@ -30,6 +30,7 @@ _COMMAND_MODULES = [
     "sandbox.cli.query_cmd",
     "sandbox.cli.export_cmd",
     "sandbox.cli.governance_cmd",
+    "sandbox.cli.committee_cmd",
     "sandbox.cli.gateway_cmd",
     "sandbox.cli.demo_cmd",
 ]
