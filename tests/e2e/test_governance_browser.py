@@ -6,7 +6,9 @@ enterprise ``ent``) and a small synthetic warehouse; Debian's chromium driven by
 (JUPYTERHUB-NOTES §5).
 
 1. alice (lead of fin-lab) applies over the gateway API for ``outpatient_visits``, a
-   restricted dataset her project lacks; her query on it is refused (``no_grant``).
+   restricted dataset her project lacks; her query on it is refused (``no_grant``). Being
+   restricted, it is referred to the expert committee: **kai** (a demo expert) signs in and
+   records the committee's opinion (kai and lin) in the committee page.
    Its providers are the health commission and Shenkang: sara (a Shenkang steward added
    here; the demo has none) approves over the API, then **dave** (the health commission's
    steward) signs in at ``/hub/login``, opens the application in the governance pages and
@@ -138,6 +140,28 @@ def test_application_approved_in_the_pages_then_violation_confirmed_closes_acces
         pytest.raises(NoGrant),
     ):
         sb.query(QUERY, epsilon=0.2)
+
+    # -- the committee's favourable opinion comes first (restricted = high-risk, SR-12, SR-37) --------
+    from sqlalchemy import select
+
+    from sandbox.governance.committee_models import CommitteeItem
+
+    with hub.control() as session:
+        item_id = session.scalars(
+            select(CommitteeItem.id).where(CommitteeItem.application_id == application["id"])
+        ).one()
+    with SignedIn(browser, hub, "kai") as kai:
+        page = kai.open("committee")
+        assert page.inner_text("tr[data-queue='high_risk_application'] .open-count") != "0"
+        page = kai.open(f"committee/{item_id}")
+        page.check("#opinion-form input[name='members'][value='lin']")
+        page.check("#opinion-approve")
+        page.fill("#opinion-form textarea[name='reason']", "Public-health scenario; DP aggregates only.")
+        _shot(page, "0-committee-opinion")
+        page.click("#submit-opinion")
+        page.wait_for_url(f"**/{PREFIX}committee/{item_id}*")
+        assert page.get_attribute("#status", "data-status") == "opinion_recorded"
+        assert page.inner_text("#opinion-members") == "kai, lin"
 
     sara = _token(hub, "sara")
     with hub.gateway(sara) as gw:

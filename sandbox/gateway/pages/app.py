@@ -11,7 +11,8 @@ Two listeners run in the gateway process (``sandbox gateway serve``):
 So ``http://<hub>/services/sandbox/api/v1/...`` reaches this app and gets its 404 page: the API is
 not behind the public proxy, whatever path is tried.
 
-What the app holds: export review for stewards (``routes``), the governance pages of
+What the app holds: export review for stewards (``routes``), the expert committee's
+workbench (``committee``), the governance pages of
 ``sandbox.gateway.routes.governance`` (its page routes only, never its API routes; their
 ``Caller`` is resolved from the session cookie here), the public disclosure list, a home page
 by role, one HTML error page, CSRF protection on every form, and security headers.
@@ -35,7 +36,7 @@ from sandbox.export.quarantine import QuarantineStore
 from sandbox.export.service import ExportContext
 from sandbox.gateway.app import service_prefix
 from sandbox.gateway.deps import get_caller
-from sandbox.gateway.pages import routes
+from sandbox.gateway.pages import committee, routes
 from sandbox.gateway.pages.auth import BrowserAuth, CookieSigner, HubBrowserAuth, page_caller
 from sandbox.gateway.pages.csrf import FIELD, CsrfFormMiddleware, check_csrf, csrf_token_for
 from sandbox.gateway.pages.errors import CrashPage, install_error_pages
@@ -101,9 +102,10 @@ def create_pages_app(
             undefined=jinja2.StrictUndefined,
         )
     )
-    mounted = {"exports", "disclosures"}
+    mounted = {"exports", "disclosures", "committee"}
 
     app.include_router(routes.router, prefix=base.rstrip("/"))
+    app.include_router(committee.router, prefix=base.rstrip("/"))
     governance = governance_page_router()
     app.include_router(governance, prefix=base.rstrip("/"))
     app.dependency_overrides[get_caller] = page_caller  # cookie session, not a token header

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sandbox.governance.permissions import ACTION_TITLES, Action, Mark, cell, columns_of
+from sandbox.governance.permissions import ACTION_TITLES, Action, Mark, MatrixRole, cell, columns_of
 
 PAGE_OF: dict[Action, str] = {
     Action.APPROVE_EXPORT: "exports",
@@ -23,6 +23,9 @@ PAGE_OF: dict[Action, str] = {
     Action.READ_AUDIT: "governance/audit",
 }
 """Where each action is done in these pages (relative to the prefix)."""
+
+COMMITTEE_PAGE = "committee"
+"""Where the expert committee gives every opinion of its column (SR-37)."""
 
 IN_NOTEBOOK: dict[Action, str] = {
     Action.BROWSE_CATALOG: "sb.catalog()",
@@ -61,6 +64,8 @@ def for_role(role: str, mounted: frozenset[str]) -> list[Capability]:
             (c for c in kept if c.mark is Mark.LIMITED), kept[0]
         )
         page = PAGE_OF.get(action)
+        if MatrixRole.EXPERT_COMMITTEE in columns_of(role) and best.mark is Mark.LIMITED:
+            page = COMMITTEE_PAGE
         out.append(
             Capability(
                 action=action.value,
