@@ -151,9 +151,13 @@ def test_application_approved_in_the_pages_then_violation_confirmed_closes_acces
             select(CommitteeItem.id).where(CommitteeItem.application_id == application["id"])
         ).one()
     with SignedIn(browser, hub, "kai") as kai:
-        page = kai.open("committee")
+        page = kai.page  # the pages' own layout: "#signed-in-as" reads "kai (expert)"
+        page.goto(f"{hub.url}{PREFIX}committee")
+        page.wait_for_url(f"**/{PREFIX}committee")
+        assert page.inner_text("#signed-in-as") == "kai (expert)"
         assert page.inner_text("tr[data-queue='high_risk_application'] .open-count") != "0"
-        page = kai.open(f"committee/{item_id}")
+        page.click(f"a[href$='committee/{item_id}']")
+        page.wait_for_url(f"**/{PREFIX}committee/{item_id}")
         page.check("#opinion-form input[name='members'][value='lin']")
         page.check("#opinion-approve")
         page.fill("#opinion-form textarea[name='reason']", "Public-health scenario; DP aggregates only.")
