@@ -184,6 +184,12 @@ class GateResult:
 # --------------------------------------------------------------------------- helpers
 
 
+def _quorum(ctx: GovContext) -> int:
+    """The platform policy's quorum (``committee.quorum`` in platform.yaml; default QUORUM)."""
+    committee = getattr(ctx.catalog.platform, "committee", None)
+    return int(committee.quorum) if committee is not None else QUORUM
+
+
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
@@ -523,7 +529,7 @@ def record_opinion(
             if member is None:
                 raise InvalidRequest(f"No account {name!r} among the members.", hint="Name expert accounts.")
             accounts.append(member)
-        check_can_record_opinion(user, _facts(session, row), accounts)
+        check_can_record_opinion(user, _facts(session, row), accounts, quorum=_quorum(ctx))
         record = CommitteeOpinion(
             item_id=row.id,
             opinion=value.value,
@@ -667,11 +673,12 @@ def actions_for(ctx: GovContext, *, user: str, item_id: int) -> ItemActions:
         facts = _facts(session, row)
         experts = registry.list_users(session, role=UserRole.EXPERT.value, status=UserStatus.APPROVED.value)
         others = [e for e in experts if e.username != facts.raised_by]
-        may_record = can_record_opinion(viewer, facts, others)  # the widest quorum the form can name
+        # the widest quorum the form can name
+        may_record = can_record_opinion(viewer, facts, others, quorum=_quorum(ctx))
         reason = ""
         if not may_record:
             try:
-                check_can_record_opinion(viewer, facts, others)
+                check_can_record_opinion(viewer, facts, others, quorum=_quorum(ctx))
             except (InvalidRequest, InvalidTransition) as err:
                 reason = err.message
             except Exception as err:  # AccessDenied and friends: the message pages show
@@ -681,7 +688,7 @@ def actions_for(ctx: GovContext, *, user: str, item_id: int) -> ItemActions:
             opinion_reason=reason,
             withdraw=can_withdraw(viewer, facts),
             members=[e.username for e in others],
-            quorum=QUORUM,
+            quorum=_quorum(ctx),
         )
 
 

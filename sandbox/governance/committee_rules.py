@@ -39,10 +39,10 @@ from sandbox.governance.permissions import (
 )
 
 QUORUM = 2
-"""[D] Members who must take part in an opinion, not counting the member who raised the item.
-
-A constant, not policy: the platform policy has no committee section yet. Two keeps the
-demo (three experts) workable and still means no expert speaks for the committee alone."""
+"""[D] The default number of members who must take part in an opinion, not counting the member
+who raised the item. The platform policy sets the real one (``committee.quorum`` in
+platform.yaml, read by ``sandbox.governance.committee``); two keeps the demo (three experts)
+workable and still means no expert speaks for the committee alone."""
 
 
 class ItemKind(StrEnum):

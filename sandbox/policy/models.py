@@ -41,6 +41,7 @@ class Role(StrEnum):
     STEWARD = "steward"
     ADMIN = "admin"
     AUDITOR = "auditor"
+    EXPERT = "expert"
 
 
 class FocusArea(StrEnum):
@@ -279,6 +280,18 @@ class PlatformDefaults(_Model):
     default_query_epsilon: PositiveDecimal = Field(description="Epsilon used when a query names none.")
 
 
+class CommitteeRules(_Model):
+    quorum: int = Field(
+        default=2,
+        ge=1,
+        le=50,
+        description=(
+            "Members of the expert committee (SR-37) who must take part in an opinion, not "
+            "counting the member who raised the item."
+        ),
+    )
+
+
 class Platform(_Model):
     name: LocalizedName = Field(description="Platform name (used in citations).")
     citation: str = Field(
@@ -291,3 +304,6 @@ class Platform(_Model):
         default_factory=dict, description="Shared public domains, referred to as '@name' in columns."
     )
     defaults: PlatformDefaults = Field(description="Default budgets and thresholds.")
+    committee: CommitteeRules = Field(
+        default_factory=CommitteeRules, description="The expert committee's rules (SR-37)."
+    )

@@ -8,6 +8,7 @@ are added here. One flow also runs on PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -386,3 +387,33 @@ def test_the_referral_and_the_gate_on_postgres(pg_database_url: str) -> None:
             assert audit_store.verify(s).ok
     finally:
         engine.dispose()
+
+
+def test_the_quorum_comes_from_the_platform_policy(world: World) -> None:
+    assert world.ctx.catalog.platform.committee.quorum == 2  # policies/platform.yaml
+    item = committee.raise_item(
+        world.ctx,
+        actor="kai",
+        kind="scenario_evaluation",
+        title="Bank look-ups for a micro-loan scenario",
+        description="Risk evaluation of the look-up scenario.",
+        dataset="penalties",
+    )
+    catalog = world.ctx.catalog
+
+    def with_quorum(n: int) -> Any:
+        committee_rules = catalog.platform.committee.model_copy(update={"quorum": n})
+        return dataclasses.replace(
+            catalog, platform=catalog.platform.model_copy(update={"committee": committee_rules})
+        )
+
+    try:
+        world.ctx.catalog = with_quorum(3)
+        with pytest.raises(InvalidRequest, match="at least 3 members"):
+            opinion(world.ctx, item.id, members=("lin", "mei"), actor="lin")
+        assert committee.actions_for(world.ctx, user="lin", item_id=item.id).quorum == 3
+        world.ctx.catalog = with_quorum(1)
+        done = opinion(world.ctx, item.id, members=("lin",), actor="lin")
+        assert done.opinion is not None and done.opinion.members == ["lin"]
+    finally:
+        world.ctx.catalog = catalog

@@ -216,7 +216,9 @@ def test_platform_lists_roles_tiers_and_every_provider(catalog: Catalog) -> None
         "steward",
         "admin",
         "auditor",
+        "expert",
     }
+    assert platform.committee.quorum == 2
     assert set(platform.tiers) == set(Tier)
     assert platform.tiers[Tier.RESTRICTED].export_reviewers == 2
     assert len(platform.departments) == 15
@@ -294,3 +296,9 @@ def test_invalid_policies_raise_policy_error_with_every_problem(tmp_path: Path) 
 def test_missing_directory_is_a_policy_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="not found"):
         load_policies(tmp_path / "absent")
+
+
+def test_policy_roles_are_the_registry_roles(catalog: Catalog) -> None:
+    from sandbox.control.models import UserRole
+
+    assert {r.value for r in catalog.platform.roles} == {r.value for r in UserRole}
