@@ -10,7 +10,9 @@ Read top to bottom, this is the hub's security story:
    an environment without any server setting (no warehouse URL, DB path or password);
 4. the single-user server is locked down (:mod:`sandbox.hub.lockdown`), user config ignored;
 5. the mode: ``demo`` (one OS user, labelled *not isolated*) or ``isolated`` (a Unix user per
-   researcher, data folder owned by the gateway account; :mod:`sandbox.hub.isolation`).
+   researcher, data folder owned by the gateway account; :mod:`sandbox.hub.isolation`);
+6. idle servers are stopped by ``jupyterhub-idle-culler``, a managed service whose role may only
+   list users, read servers and their activity, and stop servers (:mod:`sandbox.hub.culler`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sandbox.hub import isolation, lockdown, services
+from sandbox.hub import culler, isolation, lockdown, services
 from sandbox.hub.authenticator import USER_ROLE
 from sandbox.hub.settings import ACCESS_SCOPE, DEMO_BANNER, HubMode, HubSettings, load_hub_settings
 
@@ -30,11 +32,15 @@ SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", ACCESS_SC
 
 def kernel_environment(settings: HubSettings) -> dict[str, str]:
     """What a user's server (and so every kernel) finds in its environment, besides JUPYTERHUB_*."""
-    return {
+    env = {
         "SANDBOX_GATEWAY_URL": settings.gateway_url,
         "SANDBOX_HUB_MODE": settings.mode.value,
         "PATH": f"{settings.venv_bin}:/usr/local/bin:/usr/bin:/bin",
     }
+    interval = culler.activity_interval(settings)
+    if interval != culler.DEFAULT_ACTIVITY_INTERVAL:
+        env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(interval)  # report activity in time for the culler
+    return env
 
 
 def configure(c: Any, settings: HubSettings | None = None) -> HubSettings:
@@ -59,10 +65,15 @@ def configure(c: Any, settings: HubSettings | None = None) -> HubSettings:
     c.JupyterHub.authenticator_class = "sandbox.hub.authenticator.SandboxAuthenticator"
     if settings.mode is HubMode.ISOLATED:
         c.SandboxAuthenticator.run_as = settings.gateway_user
-    c.JupyterHub.load_roles = [USER_ROLE, *services.service_roles()]
+    c.JupyterHub.load_roles = [USER_ROLE, *services.service_roles(), *culler.culler_roles(settings)]
 
-    # -- the gateway, off the proxy --------------------------------------------------------------
-    c.JupyterHub.services = [services.gateway_service(settings), services.ops_service(settings)]
+    # -- the gateway, off the proxy; the idle culler -----------------------------------------------
+    c.JupyterHub.services = [
+        services.gateway_service(settings),
+        services.ops_service(settings),
+        *culler.culler_services(settings),
+    ]
+    c.JupyterHub.last_activity_interval = culler.activity_interval(settings)  # proxy routes' activity
 
     # -- user servers ------------------------------------------------------------------------
     if settings.mode is HubMode.ISOLATED:

@@ -11,7 +11,8 @@ Isolated mode (hub runs as root):
   0700, so researchers' kernels cannot open the warehouse or the control DB;
 * the hub state folder inside it stays root's (0700), so the gateway cannot read the hub
   DB either;
-* homes are 0700 (each researcher's kernel runs as their own account).
+* homes are 0700 (each researcher's kernel runs as their own account);
+* the idle culler runs as an account of its own too (``sandboxcull``), which owns nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 from pathlib import Path
 
 from sandbox.errors import ConfigError
+from sandbox.hub.culler import culler_enabled
 from sandbox.hub.settings import HubMode, HubSettings
 from sandbox.hub.spawners import ensure_system_account
 
@@ -53,7 +55,7 @@ def chown_tree(root: Path, uid: int, gid: int, *, skip: tuple[Path, ...] = ()) -
 
 
 def prepare_isolated(settings: HubSettings) -> None:
-    """Create the gateway account and hand it the data folder (root only)."""
+    """Create the gateway and culler accounts and hand the gateway the data folder (root only)."""
     if os.geteuid() != 0:
         raise ConfigError(
             "SANDBOX_HUB_MODE=isolated needs the hub to run as root (it starts servers as other Unix users).",
@@ -67,6 +69,8 @@ def prepare_isolated(settings: HubSettings) -> None:
             hint="Leave SANDBOX_HOME_BASE unset (/home) or point it outside SANDBOX_DATA_DIR.",
         )
     account = ensure_system_account(settings.gateway_user)
+    if culler_enabled(settings):
+        ensure_system_account(settings.culler_user, comment="data sandbox idle culler")
     data.mkdir(parents=True, exist_ok=True)
     state = settings.state_dir
     skip = (state,) if _is_within(state, data) else ()

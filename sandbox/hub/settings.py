@@ -17,6 +17,10 @@ which start the hub). Stdlib only, like the rest of ``sandbox.hub``'s light modu
 | ``SANDBOX_UNIX_USER_PREFIX`` | ``sb-`` | isolated mode: hub user ``alice`` runs as Unix user ``sb-alice`` |
 | ``SANDBOX_GATEWAY_USER`` | ``sandboxgw`` | isolated: the gateway's Unix account (owns the data) |
 | ``SANDBOX_CHP`` | ``<repo>/node_modules/.bin/configurable-http-proxy`` | proxy executable |
+| ``SANDBOX_IDLE_TIMEOUT`` | ``3600`` | idle seconds before a user's server is stopped; ``0``: no culler |
+| ``SANDBOX_CULL_EVERY`` | ``300`` or half the timeout, if shorter | seconds between the culler's checks |
+| ``SANDBOX_SERVER_MAX_AGE`` | ``0`` (off) | stop servers this long after their start, even active ones |
+| ``SANDBOX_CULLER_USER`` | ``sandboxcull`` | isolated: the culler's Unix account (owns nothing) |
 """
 
 from __future__ import annotations
@@ -59,6 +63,32 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_seconds(name: str, default: int, *, minimum: int = 0) -> int:
+    """A duration in whole seconds from ``name`` (``default`` when unset or empty)."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a number of seconds.",
+            hint=f"Set {name} to a whole number of seconds (default {default}).",
+        ) from None
+    if value < minimum:
+        raise ConfigError(
+            f"{name}={value} is below the minimum of {minimum} s.",
+            hint=f"Set {name} to a whole number of seconds, at least {minimum}.",
+        )
+    return value
+
+
+def default_cull_every(idle_timeout: int) -> int:
+    """Every 5 minutes (the granularity of activity reports at the default timeout), or twice
+    per timeout when the timeout is shorter than 10 minutes."""
+    return min(300, max(1, idle_timeout // 2))
+
+
 def _mode_from_env() -> HubMode:
     raw = os.environ.get("SANDBOX_HUB_MODE", HubMode.DEMO.value).strip().lower()
     try:
@@ -96,6 +126,10 @@ class HubSettings:
     chp_command: str = field(default_factory=lambda: os.environ.get("SANDBOX_CHP") or _default_chp())
     notebooks_dir: Path = REPO_ROOT / "notebooks"
     python: str = sys.executable
+    idle_timeout: int = field(default_factory=lambda: _env_seconds("SANDBOX_IDLE_TIMEOUT", 3600))
+    cull_every: int = 0  # 0: from SANDBOX_CULL_EVERY, else default_cull_every(idle_timeout)
+    server_max_age: int = field(default_factory=lambda: _env_seconds("SANDBOX_SERVER_MAX_AGE", 0))
+    culler_user: str = field(default_factory=lambda: os.environ.get("SANDBOX_CULLER_USER", "sandboxcull"))
 
     def __post_init__(self) -> None:
         # Derived defaults (frozen dataclass: set through object.__setattr__ once).
@@ -125,6 +159,36 @@ class HubSettings:
                 hint="Set SANDBOX_PORT (and optionally SANDBOX_HUB_API_PORT / SANDBOX_PROXY_API_PORT / "
                 "SANDBOX_GATEWAY_PORT / SANDBOX_PAGES_PORT) to distinct ports.",
             )
+        if not self.cull_every:
+            every = _env_seconds("SANDBOX_CULL_EVERY", default_cull_every(self.idle_timeout), minimum=1)
+            object.__setattr__(self, "cull_every", every)
+        self._check_culler()
+
+    def _check_culler(self) -> None:
+        if not self.idle_timeout:
+            if self.server_max_age:
+                raise ConfigError(
+                    f"SANDBOX_SERVER_MAX_AGE={self.server_max_age} needs the culler, which "
+                    "SANDBOX_IDLE_TIMEOUT=0 turns off.",
+                    hint="Set SANDBOX_IDLE_TIMEOUT to a number of seconds, or unset SANDBOX_SERVER_MAX_AGE.",
+                )
+            return
+        if self.cull_every > self.idle_timeout:
+            raise ConfigError(
+                f"SANDBOX_CULL_EVERY={self.cull_every} is longer than SANDBOX_IDLE_TIMEOUT="
+                f"{self.idle_timeout}: idle servers would run up to {self.cull_every + self.idle_timeout} s.",
+                hint=f"Set SANDBOX_CULL_EVERY to at most {self.idle_timeout}, or unset it "
+                f"(default {default_cull_every(self.idle_timeout)}).",
+            )
+        if self.mode is HubMode.ISOLATED:
+            name = self.culler_user
+            if not name or name in ("root", self.gateway_user) or name.startswith(self.unix_user_prefix):
+                raise ConfigError(
+                    f"SANDBOX_CULLER_USER={name!r} is not an account of its own: the culler must not run "
+                    "as root, as the gateway (the data's owner) or as a researcher's account.",
+                    hint="Unset SANDBOX_CULLER_USER (default 'sandboxcull') or name an account used by "
+                    "nothing else.",
+                )
 
     # -- URLs ---------------------------------------------------------------------------------
     @property

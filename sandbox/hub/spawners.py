@@ -149,8 +149,8 @@ class IsolatedSpawner(LocalProcessSpawner):  # type: ignore[misc]
             self.log.info("sandbox: copied %d notebooks to %s", len(copied), user_home / NOTEBOOKS_SUBDIR)
 
 
-def ensure_system_account(name: str) -> pwd.struct_passwd:
-    """The gateway's service account (no login, no home), created if missing."""
+def ensure_system_account(name: str, comment: str = "data sandbox gateway") -> pwd.struct_passwd:
+    """A service account (no login, no home) for the gateway or the culler, created if missing."""
     try:
         return pwd.getpwnam(name)
     except KeyError:
@@ -171,7 +171,7 @@ def ensure_system_account(name: str) -> pwd.struct_passwd:
             "--shell",
             "/usr/sbin/nologin",
             "--comment",
-            "data sandbox gateway",
+            comment,
             name,
         ],
         check=True,

@@ -28,6 +28,9 @@ def hub_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Config,
         "SANDBOX_HUB_STATE_DIR",
         "SANDBOX_WAREHOUSE_URL",
         "SANDBOX_CONTROL_DB_URL",
+        "SANDBOX_IDLE_TIMEOUT",
+        "SANDBOX_CULL_EVERY",
+        "SANDBOX_SERVER_MAX_AGE",
     ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("SANDBOX_DATA_DIR", str(tmp_path / "data"))
@@ -101,6 +104,59 @@ def test_the_gateway_service_may_close_access_and_nothing_more(hub_config: tuple
     service = next(s for s in c.JupyterHub.services if s["name"] == "sandbox")
     assert "SANDBOX_HUB_STOP_TOKEN_FILE" not in service["environment"]
     assert service["environment"]["JUPYTERHUB_SERVICE_NAME"] == "sandbox"
+
+
+def test_the_idle_culler_is_a_managed_service_with_a_narrow_role_of_its_own(
+    hub_config: tuple[Config, object],
+) -> None:
+    c, _ = hub_config
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert set(services) == {"sandbox", "sandbox-ops", "sandbox-idle-culler"}
+    cull = services["sandbox-idle-culler"]
+    assert cull["command"][1:5] == ["-m", "jupyterhub_idle_culler", "--timeout=3600", "--cull-every=300"]
+    assert not {"url", "api_token", "user", "environment"} & set(cull)  # no route; token from the hub
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["sandbox-idle-culler"]["services"] == ["sandbox-idle-culler"]
+    assert roles["sandbox-idle-culler"]["scopes"] == [
+        "list:users",
+        "read:users:activity",
+        "read:servers",
+        "delete:servers",
+    ]
+    others = [r for name, r in roles.items() if name != "sandbox-idle-culler"]
+    assert not any("sandbox-idle-culler" in r.get("services", []) for r in others)
+    # An hour's timeout: JupyterHub's 5-minute activity clocks are fine.
+    assert c.JupyterHub.last_activity_interval == 300
+    assert "JUPYTERHUB_ACTIVITY_INTERVAL" not in c.Spawner.environment
+
+
+def test_a_zero_timeout_leaves_no_culler_at_the_hub(
+    hub_config: tuple[Config, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_IDLE_TIMEOUT", "0")
+    c = Config()
+    umask = os.umask(0o022)
+    try:
+        configure(c)
+    finally:
+        os.umask(umask)
+    assert [s["name"] for s in c.JupyterHub.services] == ["sandbox", "sandbox-ops"]
+    assert "sandbox-idle-culler" not in {r["name"] for r in c.JupyterHub.load_roles}
+    assert c.JupyterHub.last_activity_interval == 300
+
+
+def test_a_short_timeout_brings_activity_to_the_hub_in_time(
+    hub_config: tuple[Config, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_IDLE_TIMEOUT", "600")
+    c = Config()
+    umask = os.umask(0o022)
+    try:
+        configure(c)
+    finally:
+        os.umask(umask)
+    assert c.JupyterHub.last_activity_interval == 200
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "200"
 
 
 def test_demo_mode_is_the_default_and_is_labelled(hub_config: tuple[Config, object]) -> None:

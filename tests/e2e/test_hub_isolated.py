@@ -1,7 +1,7 @@
 """Isolated mode: a Unix account per researcher, data readable only by the gateway's account.
 
 Runs as root (the hub setuid-s to each user, like a production install). Accounts are
-made with a test prefix (``sbt-alice``, gateway ``sbtgw``) and deleted afterwards.
+made with a test prefix (``sbt-alice``, gateway ``sbtgw``, idle culler ``sbtcull``) and deleted afterwards.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ pytestmark = [pytest.mark.hub, pytest.mark.slow]
 
 PREFIX = "sbt-"
 GATEWAY_USER = "sbtgw"
+CULLER_USER = "sbtcull"
 
 
 def _delete_accounts() -> None:
     for entry in pwd.getpwall():
-        if entry.pw_name.startswith(PREFIX) or entry.pw_name == GATEWAY_USER:
+        if entry.pw_name.startswith(PREFIX) or entry.pw_name in (GATEWAY_USER, CULLER_USER):
             subprocess.run(["userdel", "--remove", entry.pw_name], check=False, capture_output=True)
-    subprocess.run(["groupdel", GATEWAY_USER], check=False, capture_output=True)
+    for group in (GATEWAY_USER, CULLER_USER):
+        subprocess.run(["groupdel", group], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,7 @@ def isolated_hub(prepared_data_dir: Path) -> Iterator[LiveHub]:
             "isolated",
             SANDBOX_UNIX_USER_PREFIX=PREFIX,
             SANDBOX_GATEWAY_USER=GATEWAY_USER,
+            SANDBOX_CULLER_USER=CULLER_USER,
             SANDBOX_HOME_BASE=str(base / "homes"),
         ) as hub:
             yield hub
@@ -138,3 +141,16 @@ def test_gateway_runs_as_its_own_account(isolated_hub: LiveHub) -> None:
         if p.info["cmdline"] and "serve" in p.info["cmdline"] and port in p.info["cmdline"]
     }
     assert owners == {GATEWAY_USER}
+
+
+def test_the_idle_culler_runs_as_an_account_that_owns_nothing(isolated_hub: LiveHub) -> None:
+    cullers = [
+        p
+        for p in psutil.Process(isolated_hub.process.proc.pid).children(recursive=True)
+        if "jupyterhub_idle_culler" in p.cmdline()
+    ]
+    assert {p.username() for p in cullers} == {CULLER_USER}
+    culler = pwd.getpwnam(CULLER_USER)
+    assert culler.pw_uid not in (0, pwd.getpwnam(GATEWAY_USER).pw_uid)
+    assert culler.pw_shell == "/usr/sbin/nologin"
+    assert isolated_hub.data_dir.stat().st_uid != culler.pw_uid
