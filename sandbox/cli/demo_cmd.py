@@ -1,7 +1,8 @@
 """``sandbox demo``: try the whole sandbox on one machine.
 
 1. ``sandbox init --demo`` (idempotent): data folder, control DB, demo accounts and projects;
-2. ``sandbox synth`` at a small scale (skipped when the warehouse already exists);
+2. ``sandbox synth`` at a small scale (skipped when the warehouse already exists; then
+   ``sandbox warehouse prepare`` rebuilds the derived DP tables a policy change made stale);
 3. the demo enterprise ``ent`` (``sandbox.governance.demo.seed_demo_enterprise``, idempotent):
    it needs the warehouse, for the USCC of a synthetic enterprise, and authorises the demo
    bank (bob) to look up its records;
@@ -96,6 +97,20 @@ def _run_synth(scale: int) -> None:
         )
 
 
+def _run_prepare() -> None:
+    """Rebuild derived DP tables that are not current (a policy changed since the warehouse was
+    built). Queries are right without them (raw tables), only slower, so a failure warns."""
+    cmd = [sys.executable, "-m", "sandbox.cli.main", "warehouse", "prepare"]
+    result = subprocess.run(cmd, check=False)
+    if result.returncode != 0:
+        typer.secho(
+            f"warehouse: `sandbox warehouse prepare` failed (exit {result.returncode}); "
+            "queries read the raw tables until it succeeds.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
 def _seed_enterprise(settings: Any, password: str) -> Any:
     """The demo enterprise ``ent`` and its authorisation of the demo bank (idempotent; after synth)."""
     from sandbox.governance.demo import seed_demo_enterprise
@@ -138,6 +153,9 @@ def demo(
         if resynth or not _warehouse_exists(settings.warehouse_url):
             typer.echo(f"synth: generating the synthetic warehouse (--scale {scale})...")
             _run_synth(scale)
+        else:
+            typer.echo("warehouse: checking the derived DP tables...")
+            _run_prepare()
         enterprise = _seed_enterprise(settings, password)
         for line in enterprise.created:
             typer.echo(f"demo: created {line}")

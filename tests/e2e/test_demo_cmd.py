@@ -120,6 +120,9 @@ def test_sandbox_demo_runs_and_stops_cleanly_on_sigterm_and_ctrl_c(tmp_path: Pat
     try:
         second.wait_for("Press Ctrl-C", timeout=120)
         assert "synth:" not in second.output  # warehouse kept
+        # ... and its derived DP tables checked against the policies (current: nothing rebuilt)
+        assert "warehouse: checking the derived DP tables" in second.output
+        assert "every derived table is current" in second.output
         assert "init: created user" not in second.output  # accounts kept
         assert "demo: created" not in second.output  # the enterprise too
         assert "  ent " in second.output
