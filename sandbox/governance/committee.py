@@ -61,6 +61,7 @@ from sandbox.governance.committee_rules import (
 from sandbox.governance.common import (
     GovContext,
     account,
+    choice,
     departments_of,
     iso,
     now_or,
@@ -311,12 +312,7 @@ def _record(session: Session, row: CommitteeItem, *, full: bool = False) -> Item
 
 
 def _kind(value: str | ItemKind) -> ItemKind:
-    try:
-        return ItemKind(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"Unknown committee queue {value!r}.", hint=f"Use one of: {', '.join(k.value for k in ItemKind)}."
-        ) from None
+    return choice(ItemKind, value, "committee queue")
 
 
 def _open_duplicate(
@@ -492,12 +488,7 @@ def _parse_date(value: date | str | None, now: datetime) -> date:
 
 
 def _opinion_value(value: str | Opinion) -> Opinion:
-    try:
-        return Opinion(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"Unknown opinion {value!r}.", hint=f"Use one of: {', '.join(o.value for o in Opinion)}."
-        ) from None
+    return choice(Opinion, value, "opinion")
 
 
 def record_opinion(
@@ -615,13 +606,7 @@ def list_items(
         if kind:
             query = query.where(CommitteeItem.kind == _kind(kind).value)
         if status:
-            try:
-                query = query.where(CommitteeItem.status == ItemStatus(status).value)
-            except ValueError:
-                raise InvalidRequest(
-                    f"Unknown status {status!r}.",
-                    hint=f"Use one of: {', '.join(s.value for s in ItemStatus)}.",
-                ) from None
+            query = query.where(CommitteeItem.status == choice(ItemStatus, status, "status").value)
         return [
             _record(session, row) for row in session.scalars(query) if can_see(viewer, _facts(session, row))
         ]

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -86,6 +87,19 @@ def text(value: str | None, field: str, *, minimum: int = 1, maximum: int = 10_0
     if len(cleaned) > maximum:
         raise InvalidRequest(f"{field} is longer than {maximum} characters.", hint="Shorten it.")
     return cleaned
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def choice(enum: type[E], value: str | E, what: str) -> E:
+    """``value`` as a member of ``enum``, else ``InvalidRequest`` naming ``what`` and the choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"Unknown {what} {value!r}.", hint=f"Use one of: {', '.join(m.value for m in enum)}."
+        ) from None
 
 
 def split_list(value: str | Iterable[str] | None) -> list[str]:

@@ -37,7 +37,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sandbox.access import registry
-from sandbox.access.errors import InvalidRequest
 from sandbox.audit.store import append
 from sandbox.control.models import User, UserRole, UserStatus
 from sandbox.errors import AccessDenied, InvalidTransition, NotFound, SandboxError
@@ -45,6 +44,7 @@ from sandbox.governance.agreements import username_of
 from sandbox.governance.common import (
     GovContext,
     account,
+    choice,
     dataset_resource,
     iso,
     now_or,
@@ -419,13 +419,7 @@ def report(
     now: datetime | None = None,
 ) -> ViolationRecord:
     """File a report (举报) against ``subject``; opens a case for the operator and the provider."""
-    try:
-        category = ViolationCategory(category).value
-    except ValueError:
-        raise InvalidRequest(
-            f"Unknown category {category!r}.",
-            hint=f"Use one of: {', '.join(c.value for c in ViolationCategory)}.",
-        ) from None
+    category = choice(ViolationCategory, category, "category").value
     description = text(description, "description", minimum=10)
     if dataset is not None:
         ctx.catalog.dataset(dataset)  # UnknownDataset
