@@ -318,12 +318,18 @@ def test_failure_after_reserving_keeps_the_charge_and_hides_details(
     request_id = err.details["request_id"]
     assert request_id in err.message and "U0000" not in err.message and "exploded" not in str(err.to_dict())
     assert "kept" in err.message
+    assert_failed_and_charged(ctx, request_id, detail="exploded")
+
+
+def assert_failed_and_charged(ctx: ServiceContext, request_id: str, *, detail: str) -> None:
+    """alice's 0.5 stays charged; the release is failed, without a result; the audit log has
+    the failure's ``detail`` under the request id; ledger and chain are consistent."""
     status = queries.budget_status(ctx, user="alice", project="fin-lab")[DATASET]
     assert status.user_remaining == Decimal("2.5")
     with session_scope(ctx.control_engine) as s:
         failed = s.scalars(select(AuditEntry).where(AuditEntry.kind == "query.failed")).one()
         assert failed.payload()["request_id"] == request_id
-        assert "exploded" in failed.payload()["error"]["message"]
+        assert detail in failed.payload()["error"]["message"]
         row = s.scalars(select(Release)).one()
         assert row.status == ReleaseStatus.FAILED.value and row.result is None
     assert_consistent(ctx)
@@ -499,15 +505,8 @@ def test_a_statement_past_the_query_timeout_is_stopped_and_keeps_its_charge(ctx:
     request_id = err.details["request_id"]
     assert request_id in err.message and "0.5 s" in err.message and "kept" in err.message
     assert "WHERE filter" in err.hint
-    status = queries.budget_status(ctx, user="alice", project="fin-lab")[DATASET]
-    assert status.user_remaining == Decimal("2.5")  # charged: whether a query is slow depends on data
-    with session_scope(ctx.control_engine) as s:
-        failed = s.scalars(select(AuditEntry).where(AuditEntry.kind == "query.failed")).one()
-        assert failed.payload()["request_id"] == request_id
-        assert "SANDBOX_QUERY_TIMEOUT" in failed.payload()["error"]["message"]
-        row = s.scalars(select(Release)).one()
-        assert row.status == ReleaseStatus.FAILED.value and row.result is None
-    assert_consistent(ctx)
+    # charged: whether a query is slow depends on the data
+    assert_failed_and_charged(ctx, request_id, detail="SANDBOX_QUERY_TIMEOUT")
     # the engine's pool is healthy afterwards: with the table back, the next query is released
     with ctx.warehouse_engine.begin() as conn:
         conn.exec_driver_sql("DROP VIEW enterprise_tax")
