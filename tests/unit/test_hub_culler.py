@@ -1,4 +1,6 @@
-"""The idle culler: settings, service entry and role (no hub started; see tests/e2e/test_hub_culler_live.py)."""
+"""The idle culler: settings, service entry and role (no hub started).
+
+The real hub is in tests/e2e/test_hub_culler_live.py."""
 
 from __future__ import annotations
 
