@@ -13,8 +13,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: Seconds a DP query's warehouse statement may run by default: the notebook client's own
-#: HTTP timeout (``sandbox.client.transport.DEFAULT_TIMEOUT``).
+#: Seconds a DP query's warehouse statement may run by default; the notebook client waits a
+#: minute longer (``sandbox.client.transport.DEFAULT_TIMEOUT``), so it receives the error.
 DEFAULT_QUERY_TIMEOUT = 300.0
 #: The largest allowed limit: two thirds of the ledger sweep's 15 minutes
 #: (``sandbox.ledger.store.ABANDON_AFTER``), so a statement always ends, and its reservation is

@@ -16,7 +16,9 @@ import httpx
 from sandbox.errors import ConfigError, SandboxError, error_classes
 
 API_PATH = "api/v1/"
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=300.0, write=120.0)
+# read: a minute past the server's default query deadline (SANDBOX_QUERY_TIMEOUT, 300 s), so a
+# stopped query arrives as its ``query_timeout`` error rather than as a client-side timeout
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=360.0, write=120.0)
 
 
 class GatewayUnreachable(SandboxError):
