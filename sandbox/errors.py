@@ -141,6 +141,16 @@ class BudgetExceeded(SandboxError):
     default_hint = "Ask for fewer statistics or coarser groups, or apply for more budget."
 
 
+class BudgetFrozen(BudgetExceeded):
+    """The user's privacy budget is frozen by a confirmed violation (SR-31)."""
+
+    code = "budget_frozen"
+    default_hint = (
+        "A confirmed violation froze this budget; only a decision on appeal that reinstates the "
+        "account lifts it (see the disclosure list and `sandbox violation appeal`)."
+    )
+
+
 class EpsilonTooLarge(BudgetExceeded):
     code = "epsilon_too_large"
     default_hint = "Lower epsilon to at most the dataset's per-query maximum (see sb.describe())."

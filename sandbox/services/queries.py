@@ -2,7 +2,7 @@
 
 ``run_query`` follows STYLE.md's order exactly:
 
-1. **authenticate**: the user exists and is approved;
+1. **authenticate**: the user exists and is approved, and no sanction froze their budget;
 2. **authorise**: member of the project; then, once the dataset is known, the
    access rules (role, tier, active grant: ``sandbox.access.rules.check_can_query``);
 3. **validate** against public metadata (``sandbox.dp.parse_sql``) and refuse an
@@ -36,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -50,6 +50,7 @@ from sandbox.control.db import session_scope
 from sandbox.control.models import User
 from sandbox.errors import (
     AuthenticationFailed,
+    BudgetFrozen,
     ConfigError,
     InvalidQuery,
     NotProjectMember,
@@ -379,6 +380,25 @@ def _authenticate(session: Session, username: str) -> User:
     return user
 
 
+def _check_not_frozen(session: Session, user: User) -> None:
+    """Refuse every DP release, cached or new, while a sanction freezes the user's budget.
+
+    A confirmed violation revokes the account *and* freezes the budget; the account can be set
+    back to approved by an operator, the freeze is lifted only by reinstatement on appeal
+    (``sandbox.governance.sanctions``). So this check does not rely on the account status.
+    """
+    from sandbox.governance.models import BudgetFreeze
+
+    case = session.scalars(
+        select(BudgetFreeze.violation_id)
+        .where(BudgetFreeze.user_id == user.id, BudgetFreeze.lifted_at.is_(None))
+        .order_by(BudgetFreeze.frozen_at)
+        .limit(1)
+    ).first()
+    if case is not None:
+        raise BudgetFrozen(f"The privacy budget of {user.username!r} is frozen by violation case {case}.")
+
+
 def _authorise_project(session: Session, user: User, project: str) -> Party:
     proj = registry.find_project(session, project)
     if proj is None or registry.membership(session, proj, user) is None:
@@ -420,6 +440,7 @@ def _prepare(
         eps = parse_epsilon(epsilon if epsilon is not None else ctx.catalog.default_query_epsilon)
         with session_scope(ctx.control_engine) as session:
             account = _authenticate(session, user)
+            _check_not_frozen(session, account)
             party = _authorise_project(session, account, project)
         if spec is None:
             assert sql is not None

@@ -20,7 +20,7 @@ from sandbox.audit import chain
 from sandbox.audit import store as audit_store
 from sandbox.control.db import session_scope
 from sandbox.control.models import AuditEntry, utcnow
-from sandbox.errors import AccessDenied, AccountInactive, InvalidTransition, NotFound
+from sandbox.errors import AccessDenied, AccountInactive, BudgetFrozen, InvalidTransition, NotFound
 from sandbox.governance import applications, auditor, channels, sanctions, usage
 from sandbox.governance.sanctions import HttpxServerStopper, NullServerStopper, SanctionServices
 from sandbox.services.queries import run_query
@@ -440,3 +440,34 @@ def test_editing_any_audit_row_in_the_database_breaks_the_chain_there(world: Wor
         assert not result.ok and result.first_bad == seq, (seq, result)
     with session_scope(world.ctx.control_engine) as s:
         assert audit_store.verify(s).ok
+
+
+def test_a_frozen_budget_refuses_queries_even_if_the_account_is_approved_again(world: World) -> None:
+    make_user(world, "leak", organisation="Leaky analytics")
+    with session_scope(world.ctx.control_engine, immediate=True) as s:
+        registry.add_member(s, "fin-lab", "leak", actor="alice")
+    sql = "SELECT credit_grade, COUNT(*) FROM enterprise_tax GROUP BY credit_grade"
+    first = run_query(world.ctx, user="leak", project="fin-lab", sql=sql, epsilon="0.1")
+    case = sanctions.report(
+        world.ctx, reporter="bob", subject="leak", description="Shared raw extracts outside the lab."
+    )
+    sanctions.confirm(
+        world.ctx, actor="admin", violation_id=case.id, reason="Confirmed.", services=world.services()
+    )
+    # an operator approves the account again by hand, without the appeal that lifts the freeze
+    with session_scope(world.ctx.control_engine, immediate=True) as s:
+        registry.set_status(s, "leak", "approved", actor="admin")
+    for query in (sql, "SELECT COUNT(*) FROM enterprise_tax"):  # the cached release and a new one
+        with pytest.raises(BudgetFrozen) as info:
+            run_query(world.ctx, user="leak", project="fin-lab", sql=query, epsilon="0.1")
+        assert info.value.code == "budget_frozen" and f"case {case.id}" in info.value.message
+    with session_scope(world.ctx.control_engine) as s:
+        rejected = s.scalars(select(AuditEntry).where(AuditEntry.kind == "query.rejected")).all()
+        assert [e.payload()["code"] for e in rejected if e.actor == "leak"] == ["budget_frozen"] * 2
+    # reinstatement on appeal lifts the freeze: the stored release comes back at zero cost
+    sanctions.appeal(world.ctx, user="leak", violation_id=case.id, grounds="The extracts were open data.")
+    sanctions.decide_appeal(
+        world.ctx, actor="admin", violation_id=case.id, reinstate=True, reason="Open data."
+    )
+    again = run_query(world.ctx, user="leak", project="fin-lab", sql=sql, epsilon="0.1")
+    assert again.cached and again.release_id == first.release_id
