@@ -87,6 +87,11 @@ def _application_lines(record: Any) -> list[str]:
     for item in record.items:
         decided = f" by {item.decided_by}: {item.reason}" if item.decided_by else ""
         out.append(f"  - {item.dataset} [{', '.join(item.departments)}] {item.status}{decided}")
+        if item.committee is not None:
+            referral = item.committee
+            opinion = referral["opinion"] or "opinion awaited"
+            conditions = f"; conditions: {referral['conditions']}" if referral["conditions"] else ""
+            out.append(f"      expert committee item {referral['item_id']}: {opinion}{conditions}")
     if record.agreement is not None:
         out.extend(_agreement_lines(record.agreement))
     return out

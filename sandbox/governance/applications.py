@@ -111,6 +111,7 @@ class ItemRecord:
     decided_at: datetime | None
     reason: str | None
     decisions: dict[str, dict[str, Any]]  # per provider department: steward, approve, reason, at
+    committee: dict[str, Any] | None = None  # the expert committee's referral (committee.referral_status)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "decided_at": iso(self.decided_at)}
@@ -188,6 +189,7 @@ def _record(session: Session, app: Application, now: datetime | None = None) -> 
                 decided_at=item.decided_at,
                 reason=item.reason,
                 decisions=dict(load(item.decisions) or {}),
+                committee=committee.referral_status(session, app.id, item.dataset),
             )
             for item in application_items(session, app)
         ],

@@ -702,6 +702,23 @@ def latest_opinion(
     return None if row is None else _opinion(session, row.id)
 
 
+def referral_status(session: Session, application_id: int, dataset: str) -> dict[str, Any] | None:
+    """What an applicant may know of a dataset's referral: the newest not-withdrawn
+    ``high_risk_application`` item (id, status, opinion, conditions, date); None when not referred.
+    Not the members, the reason or the deliberation (those stay in the committee's case file)."""
+    row = latest_item(session, ItemKind.HIGH_RISK_APPLICATION, dataset=dataset, application_id=application_id)
+    if row is None:
+        return None
+    opinion = _opinion(session, row.id)
+    return {
+        "item_id": row.id,
+        "status": row.status,
+        "opinion": opinion.opinion if opinion is not None else None,
+        "conditions": opinion.conditions if opinion is not None else None,
+        "decided_on": opinion.decided_on.isoformat() if opinion is not None else None,
+    }
+
+
 def check_application_gate(
     session: Session, application_id: int, dataset: str, *, restricted: bool
 ) -> GateResult | None:
@@ -760,6 +777,7 @@ __all__ = [
     "queues",
     "raise_item",
     "record_opinion",
+    "referral_status",
     "show",
     "withdraw",
 ]

@@ -66,6 +66,14 @@ class ReasonIn(_In):
     reason: LongText
 
 
+class CommitteeReferral(_Out):
+    item_id: int
+    status: str = Field(description="open, opinion_recorded (withdrawn referrals are not shown).")
+    opinion: str | None = Field(description="approve, approve_with_conditions, reject or needs_more_info.")
+    conditions: str | None
+    decided_on: str | None
+
+
 class ItemPublic(_Out):
     dataset: str
     departments: list[str]
@@ -76,6 +84,10 @@ class ItemPublic(_Out):
     reason: str | None
     decisions: dict[str, dict[str, Any]] = Field(
         description="Per provider department: steward, approve, reason, at."
+    )
+    committee: CommitteeReferral | None = Field(
+        default=None,
+        description="The expert committee's referral of this dataset (high-risk), or null when not referred.",
     )
 
 

@@ -99,6 +99,7 @@ def test_a_restricted_dataset_is_referred_to_the_committee_on_submission(world: 
     # conditional only: nothing to refer
     other, _ = apply(world.ctx, ["enterprise_tax"])
     assert items_of(world.ctx, other.id) == []
+    assert [i.committee for i in other.items] == [None]
 
 
 def test_approval_waits_for_a_favourable_opinion_and_carries_its_conditions(world: World) -> None:
@@ -106,7 +107,16 @@ def test_approval_waits_for_a_favourable_opinion_and_carries_its_conditions(worl
     (item,) = items_of(world.ctx, app.id)
     with pytest.raises(InvalidTransition, match="awaits the expert committee"):
         applications.decide(world.ctx, steward="pia", application_id=app.id, approve=True, reason="fine")
-    assert applications.show(world.ctx, user="admin", application_id=app.id).status == "submitted"
+    waiting = applications.show(world.ctx, user=app.applicant, application_id=app.id)
+    assert waiting.status == "submitted"
+    # the applicant sees where the dataset stands, not the committee's deliberation
+    assert waiting.items[0].committee == {
+        "item_id": item.id,
+        "status": "open",
+        "opinion": None,
+        "conditions": None,
+        "decided_on": None,
+    }
 
     done = opinion(
         world.ctx,
@@ -121,6 +131,11 @@ def test_approval_waits_for_a_favourable_opinion_and_carries_its_conditions(worl
 
     pia = applications.decide(world.ctx, steward="pia", application_id=app.id, approve=True, reason="ok")
     assert pia.status == "approved" and pia.agreement is not None
+    referral = applications.show(world.ctx, user=app.applicant, application_id=app.id).items[0].committee
+    assert referral is not None and referral["status"] == "opinion_recorded"
+    assert referral["opinion"] == "approve_with_conditions" and "District-level" in referral["conditions"]
+    assert referral["decided_on"] == (date.today() - timedelta(days=1)).isoformat()
+    assert set(referral) == {"item_id", "status", "opinion", "conditions", "decided_on"}  # no members
     decision = pia.items[0].decisions["pilot_bank"]
     assert decision["committee"]["item_id"] == item.id
     assert decision["committee"]["opinion"] == "approve_with_conditions"

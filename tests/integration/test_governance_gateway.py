@@ -332,3 +332,15 @@ def test_audit_verify_passes_and_an_edited_row_fails_at_that_entry(
     assert broken.exit_code == 1
     assert f"broken at seq {seq}" in broken.output
     assert utcnow()  # the real clock was never patched here
+
+
+def test_an_applicant_sees_the_committee_referral_of_a_restricted_dataset(gw: Gateway, world: World) -> None:
+    body = {"project": "credit-lab", "datasets": ["sme_loans"], **APPLICATION}
+    submitted = call(gw, world, "grace", "POST", "applications", json=body)
+    assert submitted.status_code == 201, submitted.text
+    (item,) = submitted.json()["datasets"]
+    assert item["dataset"] == "sme_loans" and item["status"] == "pending"
+    referral = item["committee"]
+    assert referral["status"] == "open" and referral["opinion"] is None and referral["item_id"] > 0
+    shown = call(gw, world, "grace", "GET", f"applications/{submitted.json()['id']}").json()
+    assert shown["datasets"][0]["committee"] == referral
