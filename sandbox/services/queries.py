@@ -257,7 +257,8 @@ class _StatementTimedOut(Exception):
         self.seconds = seconds
 
 
-def _run_statement(conn: Connection, statement: Any, seconds: float) -> list[Any]:
+def _run_statement(conn: Connection, statement: Any, seconds: float, limit: float) -> list[Any]:
+    """Run ``statement`` within ``seconds`` (what is left of the query's ``limit``)."""
     from sandbox.catalog.deadline import statement_deadline
 
     with statement_deadline(conn, seconds) as deadline:
@@ -265,7 +266,7 @@ def _run_statement(conn: Connection, statement: Any, seconds: float) -> list[Any
             return list(conn.execute(statement).all())
         except DBAPIError as err:
             if deadline.expired(err):
-                raise _StatementTimedOut(deadline.seconds) from err
+                raise _StatementTimedOut(limit) from err
             raise
 
 
@@ -285,16 +286,16 @@ def _execute(ctx: ServiceContext, compiled: Any) -> list[Any]:
     started = time.monotonic()
     with ctx.warehouse_engine.connect() as conn:
         if source == "raw":
-            return _run_statement(conn, statement, limit)
+            return _run_statement(conn, statement, limit, limit)
         try:
-            return _run_statement(conn, statement, limit)
+            return _run_statement(conn, statement, limit, limit)
         except DBAPIError:
             conn.rollback()
             ctx.derived_layout(refresh=True)
             left = limit - (time.monotonic() - started)
             if left <= 0:
                 raise _StatementTimedOut(limit) from None
-            return _run_statement(conn, compiled.statement, left)
+            return _run_statement(conn, compiled.statement, left, limit)
 
 
 def _jsonable(value: Any) -> Any:
