@@ -7,7 +7,8 @@
     sandbox lookup --as USER --dataset D --uscc USCC [--json]
     sandbox violation report | confirm ID | dismiss ID | appeal ID | decide-appeal ID | list
     sandbox disclosures
-    sandbox demand file | respond ID | route ID | list ;  sandbox correction file
+    sandbox demand file | respond ID | route ID | list [--overdue] | sla
+    sandbox correction file ;  sandbox objection file
     sandbox report usage | list | due ;  sandbox usage [--dataset D]
 
 Every command runs the same service function as the gateway (``sandbox.governance``), as
@@ -36,6 +37,9 @@ consent_app = typer.Typer(help="Enterprise authorisations of banks (SR-16).", no
 violation_app = typer.Typer(help="Violation reports and sanctions (SR-31, SR-32).", no_args_is_help=True)
 demand_app = typer.Typer(help="Demand requests for data not yet open (SR-07).", no_args_is_help=True)
 correction_app = typer.Typer(help="Data-correction reports (SR-30).", no_args_is_help=True)
+objection_app = typer.Typer(
+    help="Objections and complaints of data subjects (权益保护, SR-30).", no_args_is_help=True
+)
 report_app = typer.Typer(help="Usage / outcome reports of projects (SR-29).", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -586,6 +590,7 @@ def _channel_lines(record: Any) -> list[str]:
     answer = f"; response by {record.responded_by}: {record.response}" if record.response else ""
     return [
         f"{record.kind} {record.id}  {record.status}  -> {record.department or 'operator'}  "
+        f"due {record.due_at:%Y-%m-%d} {record.clock.upper() if record.overdue else record.clock}  "
         f"{record.title}{answer}"
     ]
 
@@ -623,12 +628,17 @@ def demand_respond(
     request_id: Annotated[int, typer.Argument()],
     as_user: AsOpt,
     status: Annotated[
-        str, typer.Option("--status", help="answered/opened/refused or acknowledged/corrected/rejected.")
+        str,
+        typer.Option(
+            "--status",
+            help="demand: answered/opened/refused; correction: acknowledged/corrected/rejected; "
+            "objection: acknowledged/upheld/partly_upheld/rejected.",
+        ),
     ],
-    response: Annotated[str, typer.Option("--response")],
+    response: Annotated[str, typer.Option("--response", help="The answer or reason the filer reads.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a demand or correction request routed to your department."""
+    """Answer a demand, correction or objection routed to your department."""
     from sandbox.governance import channels
 
     record = _call(
@@ -659,14 +669,45 @@ def demand_route(
 @demand_app.command("list")
 def demand_list(
     as_user: AsOpt,
-    kind: Annotated[str | None, typer.Option("--kind", help="demand or correction.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="demand, correction or objection.")] = None,
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    clock: Annotated[
+        str | None, typer.Option("--clock", help="open, overdue, answered_on_time or answered_late.")
+    ] = None,
+    overdue: Annotated[
+        bool, typer.Option("--overdue", help="Only open requests past their due date.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Demand and correction requests you may see."""
+    """Demand, correction and objection requests you may see, with their SLA clocks."""
     from sandbox.governance import channels
 
-    records = _call(as_json, lambda ctx: channels.list_requests(ctx, user=as_user, kind=kind))
+    records = _call(
+        as_json,
+        lambda ctx: channels.list_requests(
+            ctx, user=as_user, kind=kind, status=status, clock=clock, overdue=overdue
+        ),
+    )
     _show(as_json, records, _each(_channel_lines))
+
+
+@demand_app.command("sla")
+def demand_sla(as_user: AsOpt, as_json: JsonOpt = False) -> None:
+    """SLA summary per kind: open, overdue, answered on time / late, median days to answer."""
+    from sandbox.governance import channels
+
+    records = _call(as_json, lambda ctx: channels.sla_summary(ctx, user=as_user))
+    _show(
+        as_json,
+        records,
+        _each(
+            lambda k: [
+                f"{k.kind} ({k.sla_days} days): filed {k.filed}, open {k.open}, overdue {k.overdue}, "
+                f"on time {k.answered_on_time}, late {k.answered_late}, median days "
+                f"{'-' if k.median_days_to_answer is None else k.median_days_to_answer}"
+            ]
+        ),
+    )
 
 
 @correction_app.command("file")
@@ -684,6 +725,28 @@ def correction_file(
         as_json,
         lambda ctx: channels.file_correction(
             ctx, user=as_user, dataset=dataset, description=description, columns=_split(columns)
+        ),
+    )
+    _show(as_json, record, _channel_lines)
+
+
+@objection_app.command("file")
+def objection_file(
+    as_user: AsOpt,
+    dataset: Annotated[str, typer.Option("--dataset")],
+    grounds: Annotated[str, typer.Option("--grounds", help="Why you object or complain.")],
+    title: Annotated[str | None, typer.Option("--title")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="lookup, consent or release.")] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="Its id (look-up: audit seq).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Object to or complain about a dataset (权益保护); routed to its provider."""
+    from sandbox.governance import objections
+
+    record = _call(
+        as_json,
+        lambda ctx: objections.file_objection(
+            ctx, user=as_user, dataset=dataset, grounds=grounds, title=title, subject=subject, subject_ref=ref
         ),
     )
     _show(as_json, record, _channel_lines)
@@ -776,6 +839,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(violation_app, name="violation")
     app.add_typer(demand_app, name="demand")
     app.add_typer(correction_app, name="correction")
+    app.add_typer(objection_app, name="objection")
     app.add_typer(report_app, name="report")
     app.command("lookup")(lookup)
     app.command("disclosures")(disclosures)

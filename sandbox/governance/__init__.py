@@ -7,7 +7,8 @@ and what happens when they misuse it.
 * ``consent``: enterprise authorisations of banks and the record look-up they allow.
 * ``sanctions``: violation reports, confirmation (access closed at once), disclosure list,
   appeal and reinstatement.
-* ``channels``: demand requests, data-correction reports, usage reports (overdue flag).
+* ``channels``: demand requests, data-correction reports, SLA clocks, usage reports (overdue flag);
+  ``objections``: 权益保护 objections; ``channel_rules``: their pure rules.
 * ``usage``: per-dataset usage for providers; ``auditor``: read-only views of the audit chain.
 * ``models``: the tables (migration ``0004_governance``); ``demo``: the demo enterprise.
 

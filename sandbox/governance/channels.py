@@ -6,18 +6,26 @@
   operator) and moves received → answered / opened / refused (a refusal needs a reason).
 * **Data-correction reports** (数据纠错, SR-30): anyone flags an error in a dataset; routed to its
   provider; received → acknowledged → corrected / rejected (with reason).
+* **Objections** (权益保护, SR-30): filed by ``sandbox.governance.objections``; the same table,
+  answered here with an outcome (upheld / partly_upheld / rejected) and a reason.
+* **SLA clocks** (SR-30): each request is due ``channels.sla_days[kind]`` days after filing;
+  ``answered_at`` is set the first time it is answered; ``overdue`` / ``answered_late`` and the
+  per-kind summary (:func:`sla_summary`) follow ``sandbox.governance.channel_rules``.
 * **Usage reports** (数据利用情况报告, SR-29): a project member files outputs (papers, products,
   loans supported), benefits and incidents. A project whose agreement started more than
   ``REPORT_INTERVAL_DAYS`` ago without a report in the last interval is *overdue*; overdue
   reports block renewal (``applications.submit(renews=...)``).
 
-Who answers: a steward of the routed department, or the operator (who also routes requests
-with no department). Everyone may file (REQUIREMENTS §4, "File demand, correction, 举报": ✔ for
-every role). Filers see their own requests; stewards their department's; admins and auditors all.
+Who answers: a steward of the routed department (for an objection, of any provider department of
+its dataset), or the operator (who also routes requests with no department). Everyone may file
+(REQUIREMENTS §4, "File demand, correction, 举报": ✔ for every role). Filers see their own
+requests; stewards their department's; admins and auditors all. Objections' free texts reach the
+audit chain only as SHA-256 digests.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,36 +38,30 @@ from sandbox.access import registry
 from sandbox.access.errors import InvalidRequest
 from sandbox.audit.store import append
 from sandbox.control.models import Project, User, UserRole
-from sandbox.errors import AccessDenied, InvalidTransition, NotFound
+from sandbox.errors import AccessDenied, NotFound
+from sandbox.governance import channel_rules as rules
 from sandbox.governance.agreements import REPORT_INTERVAL_DAYS, effective_status, username_of
-from sandbox.governance.common import GovContext, account, iso, now_or, reading, split_list, text, writing
+from sandbox.governance.common import (
+    GovContext,
+    account,
+    choice,
+    iso,
+    now_or,
+    reading,
+    split_list,
+    text,
+    writing,
+)
 from sandbox.governance.models import (
     Agreement,
     AgreementStatus,
     ChannelKind,
     ChannelRequest,
-    CorrectionStatus,
-    DemandStatus,
     UsageReport,
     dump,
     load,
 )
 from sandbox.governance.permissions import Action, check_can
-
-# Allowed moves per kind: current status -> statuses it may move to.
-_MOVES: dict[ChannelKind, dict[str, frozenset[str]]] = {
-    ChannelKind.DEMAND: {
-        DemandStatus.RECEIVED: frozenset({DemandStatus.ANSWERED, DemandStatus.OPENED, DemandStatus.REFUSED}),
-        DemandStatus.ANSWERED: frozenset({DemandStatus.OPENED, DemandStatus.REFUSED}),
-    },
-    ChannelKind.CORRECTION: {
-        CorrectionStatus.RECEIVED: frozenset(
-            {CorrectionStatus.ACKNOWLEDGED, CorrectionStatus.CORRECTED, CorrectionStatus.REJECTED}
-        ),
-        CorrectionStatus.ACKNOWLEDGED: frozenset({CorrectionStatus.CORRECTED, CorrectionStatus.REJECTED}),
-    },
-}
-_NEEDS_REASON = frozenset({DemandStatus.REFUSED.value, CorrectionStatus.REJECTED.value})
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,22 @@ class ChannelRecord:
     responded_by: str | None
     responded_at: datetime | None
     created_at: datetime
+    subject_kind: str | None  # objections: lookup / consent / release
+    subject_ref: str | None
+    due_at: datetime
+    answered_at: datetime | None
+    clock: str  # open / overdue / answered_on_time / answered_late (at the time of reading)
+    overdue: bool
+    answered_late: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "responded_at": iso(self.responded_at), "created_at": iso(self.created_at)}
+        return {
+            **self.__dict__,
+            "responded_at": iso(self.responded_at),
+            "created_at": iso(self.created_at),
+            "due_at": iso(self.due_at),
+            "answered_at": iso(self.answered_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -129,7 +144,33 @@ class ReportDue:
 # --------------------------------------------------------------------------- demand / correction
 
 
-def _channel_record(session: Session, row: ChannelRequest) -> ChannelRecord:
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _sla_config(ctx: GovContext) -> dict[str, int]:
+    """``channels.sla_days`` of platform.yaml (the defaults when the policy names none)."""
+    channels_policy = getattr(ctx.catalog.platform, "channels", None)
+    if channels_policy is None:
+        return {}
+    return {k: int(v) for k, v in channels_policy.sla_days.model_dump().items()}
+
+
+def _facts(ctx: GovContext, session: Session, row: ChannelRequest) -> rules.RequestFacts:
+    """Who answers ``row``: its routed department; for an objection also every provider of its dataset."""
+    departments = {row.department} if row.department else set()
+    if row.kind == ChannelKind.OBJECTION and row.dataset in ctx.catalog.datasets:
+        departments.update(ctx.catalog.dataset(row.dataset).provider)
+    return rules.RequestFacts(
+        id=row.id,
+        kind=row.kind,
+        filed_by=username_of(session, row.filed_by) or "?",
+        departments=frozenset(departments),
+    )
+
+
+def _channel_record(session: Session, row: ChannelRequest, now: datetime | None = None) -> ChannelRecord:
+    state = rules.clock(row.due_at, row.answered_at, now_or(now))
     return ChannelRecord(
         id=row.id,
         kind=row.kind,
@@ -145,10 +186,17 @@ def _channel_record(session: Session, row: ChannelRequest) -> ChannelRecord:
         responded_by=username_of(session, row.responded_by),
         responded_at=row.responded_at,
         created_at=row.created_at,
+        subject_kind=row.subject_kind,
+        subject_ref=row.subject_ref,
+        due_at=row.due_at,
+        answered_at=row.answered_at,
+        clock=state.value,
+        overdue=state is rules.Clock.OVERDUE,
+        answered_late=state is rules.Clock.ANSWERED_LATE,
     )
 
 
-def _file(
+def file_request(
     ctx: GovContext,
     kind: ChannelKind,
     *,
@@ -160,10 +208,19 @@ def _file(
     scenario: str | None,
     department: str | None,
     now: datetime | None,
+    subject_kind: str | None = None,
+    subject_ref: str | None = None,
+    check_subject: Callable[[Session, User], None] | None = None,
+    description_field: str = "description",
 ) -> ChannelRecord:
+    """File a request of any kind (the shared path of demands, corrections and objections).
+
+    ``check_subject`` validates an objection's subject in the filing transaction. Objections
+    keep their title and description out of the audit chain (SHA-256 digests only).
+    """
     catalog = ctx.catalog
     title = text(title, "title", maximum=200)
-    description = text(description, "description", minimum=5)
+    description = text(description, description_field, minimum=5)
     cols = split_list(columns)
     if dataset is not None:
         ds = catalog.dataset(dataset)  # UnknownDataset
@@ -181,6 +238,9 @@ def _file(
     with writing(ctx) as session:
         filer = account(session, user)
         check_can(filer, Action.FILE_REPORT)
+        if check_subject is not None:
+            check_subject(session, filer)
+        filed_at = now_or(now)
         row = ChannelRequest(
             kind=kind.value,
             filed_by=filer.id,
@@ -191,15 +251,25 @@ def _file(
             description=description,
             department=department,
             status="received",
-            created_at=now_or(now),
+            created_at=filed_at,
+            due_at=rules.due_at(filed_at, rules.sla_days(kind, _sla_config(ctx))),
+            subject_kind=subject_kind,
+            subject_ref=subject_ref,
         )
         session.add(row)
         session.flush()
-        data: dict[str, Any] = {"request_id": row.id, "department": department, "title": title}
+        data: dict[str, Any] = {"request_id": row.id, "department": department, "due_at": iso(row.due_at)}
+        if kind is ChannelKind.OBJECTION:
+            data["title_sha256"] = _digest(title)
+            data["description_sha256"] = _digest(description)
+            if subject_kind is not None:
+                data["subject"] = {"kind": subject_kind, "ref": subject_ref}
+        else:
+            data["title"] = title
         if dataset is not None:
             data["dataset"] = dataset
         append(session, f"{kind.value}.filed", filer.username, data)
-        return _channel_record(session, row)
+        return _channel_record(session, row, filed_at)
 
 
 def file_demand(
@@ -219,7 +289,7 @@ def file_demand(
         raise InvalidRequest(
             f"{dataset!r} is already open (无条件开放).", hint="Read it directly; no request is needed."
         )
-    return _file(
+    return file_request(
         ctx,
         ChannelKind.DEMAND,
         user=user,
@@ -244,7 +314,7 @@ def file_correction(
     now: datetime | None = None,
 ) -> ChannelRecord:
     """SR-30: flag an error in a dataset; routed to its provider."""
-    return _file(
+    return file_request(
         ctx,
         ChannelKind.CORRECTION,
         user=user,
@@ -258,12 +328,6 @@ def file_correction(
     )
 
 
-def _may_answer(user: User, row: ChannelRequest) -> bool:
-    if user.role == UserRole.ADMIN:
-        return True
-    return user.role == UserRole.STEWARD and row.department is not None and user.department == row.department
-
-
 def respond(
     ctx: GovContext,
     *,
@@ -273,38 +337,41 @@ def respond(
     response: str,
     now: datetime | None = None,
 ) -> ChannelRecord:
-    """Move a demand or correction request on, with the response the filer will read."""
+    """Move a request on (an objection: give its outcome), with the response the filer will read.
+
+    The first move into one of the kind's answers (``channel_rules.ANSWERS``) stops the SLA clock
+    (``answered_at``).
+    """
+    moment = now_or(now)
     with writing(ctx) as session:
         actor = account(session, user)
         row = session.get(ChannelRequest, request_id)
         if row is None:
             raise NotFound(f"No request {request_id}.")
-        if not _may_answer(actor, row):
-            raise AccessDenied(
-                f"Request {request_id} is routed to {row.department or 'the operator'}; "
-                f"{actor.username!r} cannot answer it.",
-                hint="A steward of that department (or an admin) answers.",
-            )
+        facts = _facts(ctx, session, row)
+        if row.kind == ChannelKind.OBJECTION and not rules.can_see(actor, facts):
+            raise NotFound(f"No request {request_id} that you may see.")
+        rules.check_can_answer(actor, facts)
         kind = ChannelKind(row.kind)
-        allowed = _MOVES[kind].get(row.status, frozenset())
-        if status not in allowed:
-            raise InvalidTransition(
-                f"A {kind.value} request that is {row.status} cannot become {status!r}.",
-                hint=f"Allowed now: {', '.join(sorted(allowed)) or 'nothing (closed)'}.",
-            )
-        response = text(response, "response", minimum=3 if status in _NEEDS_REASON else 1)
+        rules.check_move(kind, row.status, status)
+        response = text(response, "response", minimum=3 if status in rules.NEEDS_REASON else 1)
         row.status = status
         row.response = response
         row.responded_by = actor.id
-        row.responded_at = now_or(now)
+        row.responded_at = moment
+        if row.answered_at is None and rules.stops_clock(kind, status):
+            row.answered_at = moment
         session.flush()
-        append(
-            session,
-            f"{kind.value}.updated",
-            actor.username,
-            {"request_id": row.id, "status": status, "department": row.department, "response": response},
-        )
-        return _channel_record(session, row)
+        data: dict[str, Any] = {"request_id": row.id, "status": status, "department": row.department}
+        if kind is ChannelKind.OBJECTION:
+            data["response_sha256"] = _digest(response)
+        else:
+            data["response"] = response
+        if row.answered_at == moment:
+            data["answered_at"] = iso(moment)
+            data["answered_late"] = moment > row.due_at
+        append(session, f"{kind.value}.updated", actor.username, data)
+        return _channel_record(session, row, moment)
 
 
 def route(ctx: GovContext, *, user: str, request_id: int, department: str) -> ChannelRecord:
@@ -321,7 +388,7 @@ def route(ctx: GovContext, *, user: str, request_id: int, department: str) -> Ch
         if row is None:
             raise NotFound(f"No request {request_id}.")
         row.department = department
-        session.flush()
+        session.flush()  # the due date stays: the clock runs from filing
         append(
             session,
             f"{row.kind}.updated",
@@ -331,33 +398,63 @@ def route(ctx: GovContext, *, user: str, request_id: int, department: str) -> Ch
         return _channel_record(session, row)
 
 
-def _visible(user: User, row: ChannelRequest) -> bool:
-    if user.role in (UserRole.ADMIN, UserRole.AUDITOR) or row.filed_by == user.id:
-        return True
-    return user.role == UserRole.STEWARD and user.department is not None and row.department == user.department
+def _visible_rows(
+    ctx: GovContext, session: Session, viewer: User, kind: str | None, status: str | None
+) -> list[ChannelRequest]:
+    query = select(ChannelRequest).order_by(ChannelRequest.id.desc())
+    if kind is not None:
+        query = query.where(ChannelRequest.kind == choice(ChannelKind, kind, "request kind").value)
+    if status is not None:
+        query = query.where(ChannelRequest.status == status)
+    return [r for r in session.scalars(query) if rules.can_see(viewer, _facts(ctx, session, r))]
 
 
 def list_requests(
-    ctx: GovContext, *, user: str, kind: str | None = None, status: str | None = None
+    ctx: GovContext,
+    *,
+    user: str,
+    kind: str | None = None,
+    status: str | None = None,
+    clock: str | None = None,
+    overdue: bool = False,
+    now: datetime | None = None,
 ) -> list[ChannelRecord]:
-    """Requests ``user`` may see (own, their department's, or all for admins and auditors)."""
+    """Requests ``user`` may see (own, their department's, or all for admins and auditors),
+    with their clocks at ``now``; ``clock`` keeps one clock state, ``overdue`` the overdue ones."""
+    moment = now_or(now)
+    wanted = choice(rules.Clock, clock, "clock") if clock is not None else None
+    if overdue:
+        wanted = rules.Clock.OVERDUE
     with reading(ctx) as session:
         viewer = account(session, user)
-        query = select(ChannelRequest).order_by(ChannelRequest.id.desc())
-        if kind is not None:
-            query = query.where(ChannelRequest.kind == ChannelKind(kind).value)
-        if status is not None:
-            query = query.where(ChannelRequest.status == status)
-        return [_channel_record(session, r) for r in session.scalars(query) if _visible(viewer, r)]
+        rows = _visible_rows(ctx, session, viewer, kind, status)
+        records = [_channel_record(session, r, moment) for r in rows]
+        return [r for r in records if wanted is None or r.clock == wanted.value]
 
 
-def get_request(ctx: GovContext, *, user: str, request_id: int) -> ChannelRecord:
+def get_request(ctx: GovContext, *, user: str, request_id: int, now: datetime | None = None) -> ChannelRecord:
     with reading(ctx) as session:
         viewer = account(session, user)
         row = session.get(ChannelRequest, request_id)
-        if row is None or not _visible(viewer, row):
+        if row is None or not rules.can_see(viewer, _facts(ctx, session, row)):
             raise NotFound(f"No request {request_id} that you may see.")
-        return _channel_record(session, row)
+        return _channel_record(session, row, now)
+
+
+def sla_summary(ctx: GovContext, *, user: str, now: datetime | None = None) -> list[rules.SlaSummary]:
+    """Per kind: filed, open, overdue, answered on time / late, median days to answer (SR-30, SR-38).
+
+    Over the requests ``user`` may see: a supervisor or the operator gets the platform's figures,
+    a steward its department's, anyone else their own.
+    """
+    moment = now_or(now)
+    with reading(ctx) as session:
+        viewer = account(session, user)
+        facts = [
+            rules.ClockFacts(r.kind, r.created_at, r.due_at, r.answered_at)
+            for r in _visible_rows(ctx, session, viewer, None, None)
+        ]
+    return rules.summarise(facts, now=moment, configured=_sla_config(ctx))
 
 
 # --------------------------------------------------------------------------- usage reports
@@ -544,6 +641,7 @@ __all__ = [
     "UsageReportRecord",
     "file_correction",
     "file_demand",
+    "file_request",
     "file_usage_report",
     "get_request",
     "list_requests",
@@ -553,4 +651,5 @@ __all__ = [
     "reporting_status",
     "respond",
     "route",
+    "sla_summary",
 ]

@@ -28,6 +28,16 @@ _KINDS: list[tuple[str, str, tuple[str, ...]]] = [
     ("correction.filed", "Data-correction report (数据纠错).", ("request_id", "dataset")),
     ("correction.updated", "Data-correction report handled.", ("request_id", "status")),
     (
+        "objection.filed",
+        "Objection or complaint (权益保护); texts as SHA-256 only.",
+        ("request_id", "dataset", "description_sha256"),
+    ),
+    (
+        "objection.updated",
+        "Objection acknowledged or decided (outcome, reason digest).",
+        ("request_id", "status"),
+    ),
+    (
         "usage_report.filed",
         "Usage / outcome report of a project (数据利用情况报告).",
         ("report_id", "project"),

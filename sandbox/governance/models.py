@@ -7,7 +7,7 @@
 * ``consents``: enterprise authorisations of a bank (SR-16); ``audit_hash`` is the hash of
   the chain entry that recorded the grant.
 * ``violations``, ``disclosures``, ``budget_freezes``: sanctions (SR-31, SR-32).
-* ``channel_requests`` (demand and correction, SR-07 / SR-30) and ``usage_reports`` (SR-29).
+* ``channel_requests`` (demand, correction and objection, SR-07 / SR-30) and ``usage_reports`` (SR-29).
 
 Rows are never deleted; state changes are columns plus an audit entry. JSON columns hold
 canonical JSON text (``sandbox.audit.chain.canonical_text``) so they read the same on
@@ -71,6 +71,7 @@ class DisclosureStatus(StrEnum):
 class ChannelKind(StrEnum):
     DEMAND = "demand"
     CORRECTION = "correction"
+    OBJECTION = "objection"  # 权益保护 (SR-30, migration 0007)
 
 
 class DemandStatus(StrEnum):
@@ -85,6 +86,22 @@ class CorrectionStatus(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     CORRECTED = "corrected"
     REJECTED = "rejected"
+
+
+class ObjectionStatus(StrEnum):
+    RECEIVED = "received"
+    ACKNOWLEDGED = "acknowledged"
+    UPHELD = "upheld"
+    PARTLY_UPHELD = "partly_upheld"
+    REJECTED = "rejected"
+
+
+class ObjectionSubject(StrEnum):
+    """What an objection is about besides its dataset (optional)."""
+
+    LOOKUP = "lookup"  # a bank's record look-up: the seq of its audit entry
+    CONSENT = "consent"  # an enterprise authorisation: its id
+    RELEASE = "release"  # a DP release: its id
 
 
 def _check(column: str, *enums: type[StrEnum]) -> str:
@@ -263,12 +280,19 @@ class BudgetFreeze(Base):
 
 
 class ChannelRequest(Base):
-    """A demand request (开放需求, SR-07) or a data-correction report (数据纠错, SR-30)."""
+    """A demand request (开放需求, SR-07), a data-correction report (数据纠错, SR-30) or an
+    objection (权益保护, SR-30, from migration ``0007_channel_sla``).
+
+    ``due_at`` is set at filing from the kind's SLA (``channels.sla_days`` in platform.yaml);
+    ``answered_at`` the first time the request reaches an answering status
+    (``sandbox.governance.channel_rules.ANSWERS``); the clock is derived from the two.
+    """
 
     __tablename__ = "channel_requests"
     __table_args__ = (
         CheckConstraint(_check("kind", ChannelKind), name="kind"),
-        CheckConstraint(_check("status", DemandStatus, CorrectionStatus), name="status"),
+        CheckConstraint(_check("status", DemandStatus, CorrectionStatus, ObjectionStatus), name="status"),
+        CheckConstraint(_check("subject_kind", ObjectionSubject), name="subject_kind"),
         Index("ix_channel_requests_kind_department", "kind", "department"),
     )
 
@@ -286,6 +310,10 @@ class ChannelRequest(Base):
     responded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    subject_kind: Mapped[str | None] = mapped_column(String(16), default=None)  # objections
+    subject_ref: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class UsageReport(Base):
@@ -337,6 +365,8 @@ __all__ = [
     "Disclosure",
     "DisclosureStatus",
     "ItemStatus",
+    "ObjectionStatus",
+    "ObjectionSubject",
     "UsageReport",
     "Violation",
     "ViolationCategory",

@@ -239,8 +239,29 @@ class CorrectionCreate(_In):
     title: str | None = Field(default=None, max_length=200)
 
 
+class ObjectionCreate(_In):
+    dataset: Name
+    grounds: LongText = Field(description="Why you object or complain (kept out of the audit chain).")
+    title: str | None = Field(default=None, max_length=200)
+    subject: Literal["lookup", "consent", "release"] | None = Field(
+        default=None, description="What in the dataset it is about, if anything in particular."
+    )
+    subject_ref: str | None = Field(
+        default=None, max_length=64, description="Its id: look-up audit seq, consent id or release id."
+    )
+
+
 class ResponseIn(_In):
-    status: Literal["answered", "opened", "refused", "acknowledged", "corrected", "rejected"]
+    status: Literal[
+        "answered",
+        "opened",
+        "refused",
+        "acknowledged",
+        "corrected",
+        "rejected",
+        "upheld",
+        "partly_upheld",
+    ]
     response: LongText
 
 
@@ -263,6 +284,24 @@ class ChannelPublic(_Out):
     responded_by: str | None
     responded_at: str | None
     created_at: str
+    subject_kind: str | None
+    subject_ref: str | None
+    due_at: str = Field(description="Filing time plus the kind's SLA (channels.sla_days).")
+    answered_at: str | None = Field(description="When it was first answered (the clock stopped).")
+    clock: Literal["open", "overdue", "answered_on_time", "answered_late"]
+    overdue: bool
+    answered_late: bool
+
+
+class SlaSummaryPublic(_Out):
+    kind: str
+    sla_days: int
+    filed: int
+    open: int
+    overdue: int
+    answered_on_time: int
+    answered_late: int
+    median_days_to_answer: float | None
 
 
 class UsageReportCreate(_In):

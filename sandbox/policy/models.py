@@ -292,6 +292,27 @@ class CommitteeRules(_Model):
     )
 
 
+class ChannelSla(_Model):
+    """Days a provider has to answer each channel (SR-30 "SLA clocks run")."""
+
+    demand: int = Field(
+        default=15, ge=1, le=365, description="Days to answer a demand request (开放需求, SR-07)."
+    )
+    correction: int = Field(
+        default=10, ge=1, le=365, description="Days to correct or reject a data-correction report (数据纠错)."
+    )
+    objection: int = Field(
+        default=15, ge=1, le=365, description="Days to decide an objection or complaint (权益保护, SR-30)."
+    )
+
+
+class ChannelRules(_Model):
+    sla_days: ChannelSla = Field(
+        default_factory=ChannelSla,
+        description="Per-channel answer deadlines in days; a request's due date is set when it is filed.",
+    )
+
+
 class Platform(_Model):
     name: LocalizedName = Field(description="Platform name (used in citations).")
     citation: str = Field(
@@ -306,4 +327,8 @@ class Platform(_Model):
     defaults: PlatformDefaults = Field(description="Default budgets and thresholds.")
     committee: CommitteeRules = Field(
         default_factory=CommitteeRules, description="The expert committee's rules (SR-37)."
+    )
+    channels: ChannelRules = Field(
+        default_factory=ChannelRules,
+        description="Demand, correction and objection channels: their SLA clocks (SR-07, SR-30).",
     )

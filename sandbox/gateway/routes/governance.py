@@ -7,7 +7,8 @@ their own ``/api/v1`` (kept equal to ``sandbox.gateway.app.API_VERSION``).
 API (every call with the caller's hub token, except ``GET disclosures``)
     conditions · applications (+ decisions) · agreements (+ withdraw) · consents (+ revoke,
     log) · lookup · violations (+ confirm, dismiss, appeal, appeal-decision) · disclosures
-    (public) · demands · corrections · requests (+ response, route) · usage-reports (+ due) ·
+    (public) · demands · corrections · objections · requests (+ sla, response, route) ·
+    usage-reports (+ due) ·
     usage/datasets · audit/entries · audit/status · audit/extract
 
 Pages (HTML, same authentication; forms post back and redirect)
@@ -40,6 +41,7 @@ from sandbox.governance import (
     auditor,
     channels,
     consent,
+    objections,
     sanctions,
     usage,
 )
@@ -373,16 +375,52 @@ async def post_correction(body: w.CorrectionCreate, caller: Caller, ctx: Ctx) ->
     return w.ChannelPublic.model_validate(record.to_dict())
 
 
-@router.get(f"{API}/requests", response_model=list[w.ChannelPublic], summary="Demand and correction requests")
+@router.post(
+    f"{API}/objections",
+    response_model=w.ChannelPublic,
+    status_code=201,
+    summary="Object or complain (权益保护)",
+)
+async def post_objection(body: w.ObjectionCreate, caller: Caller, ctx: Ctx) -> Any:
+    record = await _run(
+        objections.file_objection,
+        ctx,
+        user=caller.name,
+        dataset=body.dataset,
+        grounds=body.grounds,
+        title=body.title,
+        subject=body.subject,
+        subject_ref=body.subject_ref,
+    )
+    return w.ChannelPublic.model_validate(record.to_dict())
+
+
+@router.get(
+    f"{API}/requests",
+    response_model=list[w.ChannelPublic],
+    summary="Demand, correction and objection requests with their SLA clocks",
+)
 async def get_requests(
     caller: Caller,
     ctx: Ctx,
-    kind: Literal["demand", "correction"] | None = None,
+    kind: Literal["demand", "correction", "objection"] | None = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
+    clock: Literal["open", "overdue", "answered_on_time", "answered_late"] | None = None,
+    overdue: bool = False,
 ) -> list[Any]:
-    return _many(
-        w.ChannelPublic, await _run(channels.list_requests, ctx, user=caller.name, kind=kind, status=status)
+    records = await _run(
+        channels.list_requests, ctx, user=caller.name, kind=kind, status=status, clock=clock, overdue=overdue
     )
+    return _many(w.ChannelPublic, records)
+
+
+@router.get(
+    f"{API}/requests/sla",
+    response_model=list[w.SlaSummaryPublic],
+    summary="SLA summary per kind (open, overdue, answered on time / late, median days)",
+)
+async def get_requests_sla(caller: Caller, ctx: Ctx) -> list[Any]:
+    return _many(w.SlaSummaryPublic, await _run(channels.sla_summary, ctx, user=caller.name))
 
 
 @router.get(f"{API}/requests/{{request_id}}", response_model=w.ChannelPublic)
