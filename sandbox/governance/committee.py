@@ -39,6 +39,7 @@ from sandbox.audit.events import register_kind
 from sandbox.audit.store import append
 from sandbox.control.models import AuditEntry, User, UserRole, UserStatus
 from sandbox.errors import InvalidRequest, InvalidTransition, NotFound
+from sandbox.governance.agreements import username_of
 from sandbox.governance.committee_models import CommitteeItem, CommitteeOpinion, CommitteeOpinionMember
 from sandbox.governance.committee_rules import (
     FAVOURABLE,
@@ -78,8 +79,8 @@ _KINDS = [
     ("committee.opinion_recorded", "Expert committee's opinion recorded.", ("item_id", "opinion", "members")),
     ("committee.withdrawn", "Committee item withdrawn.", ("item_id",)),
 ]
-for _name, _description, _required in _KINDS:
-    register_kind(_name, 1, _description, required=_required)
+for _kind_name, _description, _required in _KINDS:
+    register_kind(_kind_name, 1, _description, required=_required)
 
 AUDIT_KINDS = tuple(name for name, _, _ in _KINDS)
 RESTRICTED = "restricted"
@@ -195,18 +196,11 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def _name(session: Session, user_id: int | None) -> str | None:
-    if user_id is None:
-        return None
-    user = session.get(User, user_id)
-    return user.username if user is not None else None
-
-
 def _facts(session: Session, row: CommitteeItem) -> ItemFacts:
     return ItemFacts(
         kind=ItemKind(row.kind),
         status=ItemStatus(row.status),
-        raised_by=_name(session, row.raised_by) or "?",
+        raised_by=username_of(session, row.raised_by) or "?",
         departments=frozenset(str(d) for d in load(row.departments) or []),
         dataset=row.dataset,
         application_id=row.application_id,
@@ -244,7 +238,7 @@ def _opinion(session: Session, item_id: int) -> OpinionRecord | None:
         reason=row.reason,
         decided_on=row.decided_on,
         members=list(members),
-        recorded_by=_name(session, row.recorded_by) or "?",
+        recorded_by=username_of(session, row.recorded_by) or "?",
         recorded_at=row.recorded_at,
     )
 
@@ -266,7 +260,7 @@ def _application_summary(session: Session, application_id: int | None) -> dict[s
     return {
         "id": app.id,
         "project": project.name if project is not None else None,
-        "applicant": _name(session, app.applicant_id),
+        "applicant": username_of(session, app.applicant_id),
         "organisation": app.organisation,
         "scenario": app.scenario,
         "purpose": app.purpose,
@@ -299,10 +293,10 @@ def _record(session: Session, row: CommitteeItem, *, full: bool = False) -> Item
         dataset=row.dataset,
         application_id=row.application_id,
         departments=[str(d) for d in load(row.departments) or []],
-        raised_by=_name(session, row.raised_by) or "?",
+        raised_by=username_of(session, row.raised_by) or "?",
         raised_at=row.raised_at,
         automatic=bool(row.automatic),
-        withdrawn_by=_name(session, row.withdrawn_by),
+        withdrawn_by=username_of(session, row.withdrawn_by),
         withdrawn_at=row.withdrawn_at,
         withdrawn_reason=row.withdrawn_reason,
         opinion=_opinion(session, row.id),
