@@ -81,7 +81,7 @@ def serve(
     except SandboxError as err:
         fail(err, as_json=False)
     typer.echo(f"sandbox gateway on http://{bind_host}:{bind_port}{service_prefix()}api/v1/", err=True)
-    if pages is None:
+    if pages is None or pages_port is None:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level=log_level, proxy_headers=False, workers=1)
         return
     from sandbox.gateway.pages.serving import Listener

@@ -7,7 +7,6 @@ stdout with ``--json`` (or a readable line on stderr otherwise) and exit 2.
 from __future__ import annotations
 
 import importlib
-import sys
 
 import typer
 
@@ -55,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -55,7 +55,7 @@ def copy_notebooks(source: Path, home: Path, uid: int | None = None, gid: int | 
     return copied
 
 
-def _notebooks_dir_trait() -> Unicode:
+def _notebooks_dir_trait() -> Unicode[str, str | bytes]:
     return Unicode(
         str(REPO_ROOT / "notebooks"),
         config=True,

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Connection, Engine, MetaData
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from sandbox.catalog.warehouse import make_engine, meta_table, warehouse_tables
 from sandbox.dp.derived import build_derived
 from sandbox.errors import ConfigError, SandboxError
 from sandbox.policy.loader import Catalog
+from sandbox.policy.models import Dataset
 from sandbox.synth.base import SynthContext
 from sandbox.synth.generate import GENERATORS, frame_checksum, rows_for
 from sandbox.synth.writer import MetaRow, replace_table
@@ -22,6 +23,15 @@ from sandbox.synth.writer import MetaRow, replace_table
 DEFAULT_SEED = 2019
 # Tables other generators draw join keys from; kept in memory for the whole run.
 PARENTS = frozenset({"enterprise_registry", "transit_stations", "medical_institutions", "venues"})
+
+
+def _derive_hook(dataset: Dataset, checksum: str) -> Callable[[Connection], None]:
+    """Build the dataset's derived DP tables in the transaction that wrote its rows."""
+
+    def derive(conn: Connection) -> None:
+        build_derived(conn, dataset, source_checksum=checksum)
+
+    return derive
 
 
 class ProgressHooks(Protocol):
@@ -97,11 +107,8 @@ def synthesize(
             )
             hook = (lambda n, _d=ds_id: progress.advance(_d, n)) if progress is not None else None
             dataset = catalog.dataset(ds_id)
-            derive = (
-                (lambda conn, _ds=dataset, _sum=checksum: build_derived(conn, _ds, source_checksum=_sum))
-                if dataset.privacy_unit and dataset.max_rows_per_unit
-                else None
-            )
+            derived = dataset.privacy_unit and dataset.max_rows_per_unit
+            derive = _derive_hook(dataset, checksum) if derived else None
             try:
                 replace_table(eng, tables[ds_id], frame, meta, row, progress=hook, after_load=derive)
             except SQLAlchemyError as err:
