@@ -765,11 +765,11 @@ def report_usage(
     as_json: JsonOpt = False,
 ) -> None:
     """File a usage / outcome report for a project (数据利用情况报告)."""
-    from sandbox.governance import channels
+    from sandbox.governance import usage_reports
 
     record = _call(
         as_json,
-        lambda ctx: channels.file_usage_report(
+        lambda ctx: usage_reports.file_usage_report(
             ctx,
             user=as_user,
             project=project,
@@ -797,9 +797,9 @@ def report_due(
     as_json: JsonOpt = False,
 ) -> None:
     """When each project's next usage report is due (overdue ones block renewal)."""
-    from sandbox.governance import channels
+    from sandbox.governance import usage_reports
 
-    records = _call(as_json, lambda ctx: channels.reporting_status(ctx, overdue_only=overdue))
+    records = _call(as_json, lambda ctx: usage_reports.reporting_status(ctx, overdue_only=overdue))
     _show(
         as_json,
         records,

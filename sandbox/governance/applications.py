@@ -365,7 +365,7 @@ def submit(
 def _check_renewal(
     session: Session, project: Project, agreement_id: int, scenario: str, purpose: str, now: datetime
 ) -> Agreement:
-    from sandbox.governance.channels import report_overdue
+    from sandbox.governance.usage_reports import report_overdue
 
     previous = get_agreement_row(session, agreement_id)
     if previous.project_id != project.id:

@@ -23,7 +23,7 @@ from sandbox.audit import store as audit_store
 from sandbox.control.db import session_scope
 from sandbox.control.models import AuditEntry, utcnow
 from sandbox.errors import AccessDenied, InvalidTransition, NoGrant, UnknownDataset
-from sandbox.governance import agreements, applications, channels
+from sandbox.governance import agreements, applications, usage_reports
 from sandbox.services.queries import run_query
 
 _names = itertools.count(1)
@@ -336,12 +336,12 @@ def test_an_overdue_usage_report_blocks_renewal(world: World) -> None:
     ).agreement
     assert agreement is not None
     late = utcnow() + timedelta(days=91)
-    due = {d.agreement_id: d for d in channels.reporting_status(world.ctx, now=late)}
+    due = {d.agreement_id: d for d in usage_reports.reporting_status(world.ctx, now=late)}
     assert due[agreement.id].overdue
-    assert not {d.agreement_id: d for d in channels.reporting_status(world.ctx)}[agreement.id].overdue
+    assert not {d.agreement_id: d for d in usage_reports.reporting_status(world.ctx)}[agreement.id].overdue
     with pytest.raises(InvalidTransition, match="overdue"):
         submit(world, project, lead, ["enterprise_tax"], renews=agreement.id, now=late)
-    channels.file_usage_report(
+    usage_reports.file_usage_report(
         world.ctx, user=lead, project=project, papers=1, outputs=["Working paper 1"], now=late
     )
     renewal = submit(world, project, lead, ["enterprise_tax"], renews=agreement.id, now=late)

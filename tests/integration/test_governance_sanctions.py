@@ -21,7 +21,7 @@ from sandbox.audit import store as audit_store
 from sandbox.control.db import session_scope
 from sandbox.control.models import AuditEntry, utcnow
 from sandbox.errors import AccessDenied, AccountInactive, BudgetFrozen, InvalidTransition, NotFound
-from sandbox.governance import applications, auditor, channels, sanctions, usage
+from sandbox.governance import applications, auditor, channels, sanctions, usage, usage_reports
 from sandbox.governance.sanctions import HttpxServerStopper, NullServerStopper, SanctionServices
 from sandbox.services.queries import run_query
 
@@ -324,8 +324,8 @@ def test_corrections_go_to_the_provider(world: World) -> None:
 
 def test_usage_reports_only_from_members(world: World) -> None:
     with pytest.raises(AccessDenied):
-        channels.file_usage_report(world.ctx, user="frank", project="fin-lab", papers=1)
-    record = channels.file_usage_report(
+        usage_reports.file_usage_report(world.ctx, user="frank", project="fin-lab", papers=1)
+    record = usage_reports.file_usage_report(
         world.ctx,
         user="alice",
         project="fin-lab",
@@ -337,9 +337,9 @@ def test_usage_reports_only_from_members(world: World) -> None:
     )
     assert (record.papers, record.loans_supported, record.outputs) == (2, 40, ["Paper A", "Paper B"])
     with pytest.raises(InvalidRequest):
-        channels.file_usage_report(world.ctx, user="alice", project="fin-lab", papers=-1)
-    assert record.id in {r.id for r in channels.list_usage_reports(world.ctx, user="alice")}
-    assert record.id not in {r.id for r in channels.list_usage_reports(world.ctx, user="frank")}
+        usage_reports.file_usage_report(world.ctx, user="alice", project="fin-lab", papers=-1)
+    assert record.id in {r.id for r in usage_reports.list_usage_reports(world.ctx, user="alice")}
+    assert record.id not in {r.id for r in usage_reports.list_usage_reports(world.ctx, user="frank")}
 
 
 # --------------------------------------------------------------------------- usage, auditor

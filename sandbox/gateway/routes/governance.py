@@ -44,6 +44,7 @@ from sandbox.governance import (
     objections,
     sanctions,
     usage,
+    usage_reports,
 )
 from sandbox.governance import wire as w
 from sandbox.governance.sanctions import SanctionServices
@@ -462,7 +463,7 @@ async def post_route(request_id: Id, body: w.RouteIn, caller: Caller, ctx: Ctx) 
 )
 async def post_usage_report(body: w.UsageReportCreate, caller: Caller, ctx: Ctx) -> Any:
     record = await _run(
-        channels.file_usage_report,
+        usage_reports.file_usage_report,
         ctx,
         user=caller.name,
         project=body.project,
@@ -482,9 +483,8 @@ async def post_usage_report(body: w.UsageReportCreate, caller: Caller, ctx: Ctx)
 async def get_usage_reports(
     caller: Caller, ctx: Ctx, project: Annotated[str | None, Query(min_length=1, max_length=64)] = None
 ) -> list[Any]:
-    return _many(
-        w.UsageReportPublic, await _run(channels.list_usage_reports, ctx, user=caller.name, project=project)
-    )
+    reports = await _run(usage_reports.list_usage_reports, ctx, user=caller.name, project=project)
+    return _many(w.UsageReportPublic, reports)
 
 
 @router.get(
@@ -496,8 +496,8 @@ async def get_reports_due(caller: Caller, ctx: Ctx, overdue: bool = False) -> li
     return _many(w.ReportDuePublic, await _run(_reporting, ctx, caller.name, overdue))
 
 
-def _reporting(ctx: Any, user: str, overdue: bool) -> list[channels.ReportDue]:
-    return channels.reporting_status(ctx, user=user, overdue_only=overdue)
+def _reporting(ctx: Any, user: str, overdue: bool) -> list[usage_reports.ReportDue]:
+    return usage_reports.reporting_status(ctx, user=user, overdue_only=overdue)
 
 
 @router.get(
@@ -671,14 +671,14 @@ async def page_violation_decide(
 @router.get("/governance/requests", response_class=HTMLResponse, include_in_schema=False)
 async def page_requests(request: Request, caller: Caller, ctx: Ctx) -> HTMLResponse:
     records = await _run(channels.list_requests, ctx, user=caller.name)
-    reports = await _run(channels.list_usage_reports, ctx, user=caller.name)
+    reports = await _run(usage_reports.list_usage_reports, ctx, user=caller.name)
     return _page(request, "requests.html", user=caller.account, requests=records, reports=reports)
 
 
 @router.get("/governance/usage", response_class=HTMLResponse, include_in_schema=False)
 async def page_usage(request: Request, caller: Caller, ctx: Ctx) -> HTMLResponse:
     records = await _run(usage.dataset_usage, ctx, user=caller.name)
-    due = await _run(channels.reporting_status, ctx, user=caller.name)
+    due = await _run(usage_reports.reporting_status, ctx, user=caller.name)
     return _page(request, "usage.html", user=caller.account, usage=records, due=due)
 
 
